@@ -1,0 +1,276 @@
+"""The prediction contract between member trainers and the aggregator.
+
+Every training run writes ``<artifacts>/<run>/predictions.npz`` and ``run.json``;
+``python -m ensemble.combine`` reads them. This module is the only place that knows
+the layout, so writer and reader cannot drift apart.
+
+``predictions.npz`` keys:
+    views: str (V,), view names, ``views[0] == "identity"``.
+    classes: str (7,), ``CLASSES``.
+    val_probs: float32 (V, N_val, 7), softmax outputs on PublicTest, one slice per view.
+    val_labels, val_ids: int64 (N_val,).
+    test_probs, test_labels, test_ids: the same for PrivateTest.
+
+``eval-NAME.npz`` (evaluation on another labelled set) keys:
+    views, classes, probs (V, N, 7), labels (N,), ids (N,).
+
+numpy only: the aggregator must start without a deep-learning framework.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+CLASS_TITLES = tuple(c.capitalize() for c in CLASSES)
+NUM_CLASSES = len(CLASSES)
+PREDICTIONS_FILE = "predictions.npz"
+RUN_FILE = "run.json"
+PROB_TOLERANCE = 1e-3
+SPLITS = ("val", "test")
+
+
+class ContractError(ValueError):
+    """A predictions or run file that breaks the contract; the message names the file."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savez(path: str | os.PathLike, compressed: bool = False, **arrays: np.ndarray) -> None:
+    """``np.savez`` to a temporary name in the target folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@dataclass
+class SplitPredictions:
+    """Per-view probabilities of one split, with its labels and ids."""
+
+    probs: np.ndarray  # float32 (V, N, 7)
+    labels: np.ndarray  # int64 (N,)
+    ids: np.ndarray  # int64 (N,)
+
+
+@dataclass
+class RunPredictions:
+    """One run's validated predictions plus its ``run.json`` (empty dict when absent)."""
+
+    name: str
+    path: Path
+    views: tuple[str, ...]
+    val: SplitPredictions
+    test: SplitPredictions
+    info: dict = field(default_factory=dict)
+
+    def view_index(self, names: list[str] | tuple[str, ...]) -> list[int]:
+        """Indices of ``names`` among this run's views; a missing view is a ContractError."""
+        missing = [n for n in names if n not in self.views]
+        if missing:
+            raise ContractError(f"{self.path}: run {self.name!r} has no view(s) {missing}; saved views: {list(self.views)}")
+        return [self.views.index(n) for n in names]
+
+
+def write_predictions(
+    run_dir: str | os.PathLike,
+    views: list[str] | tuple[str, ...],
+    val_probs: np.ndarray,
+    val_labels: np.ndarray,
+    val_ids: np.ndarray,
+    test_probs: np.ndarray,
+    test_labels: np.ndarray,
+    test_ids: np.ndarray,
+) -> Path:
+    """Validate and atomically write ``run_dir/predictions.npz``; returns its path."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    arrays = {
+        "views": np.asarray(list(views), dtype=str),
+        "classes": np.asarray(CLASSES, dtype=str),
+        "val_probs": np.asarray(val_probs, dtype=np.float32),
+        "val_labels": np.asarray(val_labels, dtype=np.int64),
+        "val_ids": np.asarray(val_ids, dtype=np.int64),
+        "test_probs": np.asarray(test_probs, dtype=np.float32),
+        "test_labels": np.asarray(test_labels, dtype=np.int64),
+        "test_ids": np.asarray(test_ids, dtype=np.int64),
+    }
+    validate_arrays(arrays, path, splits=SPLITS)
+    atomic_savez(path, **arrays)
+    return path
+
+
+def write_eval(run_dir: str | os.PathLike, name: str, views, probs, labels, ids) -> Path:
+    """Validate and atomically write ``run_dir/eval-NAME.npz``; returns its path."""
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise ContractError(f"invalid evaluation name {name!r}: use letters, digits, '-' or '_'")
+    path = Path(run_dir) / f"eval-{name}.npz"
+    arrays = {
+        "views": np.asarray(list(views), dtype=str),
+        "classes": np.asarray(CLASSES, dtype=str),
+        "probs": np.asarray(probs, dtype=np.float32),
+        "labels": np.asarray(labels, dtype=np.int64),
+        "ids": np.asarray(ids, dtype=np.int64),
+    }
+    validate_arrays(arrays, path, splits=("",))
+    atomic_savez(path, **arrays)
+    return path
+
+
+def _key(split: str, name: str) -> str:
+    return f"{split}_{name}" if split else name
+
+
+def validate_arrays(arrays: Mapping[str, np.ndarray], path: Path | str, splits=SPLITS) -> None:
+    """Check keys, dtypes, shapes, label range and probability sums; raise ContractError naming ``path``."""
+    required = ["views", "classes"] + [_key(s, k) for s in splits for k in ("probs", "labels", "ids")]
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ContractError(f"{path}: missing key(s) {missing}")
+    views = np.asarray(arrays["views"])
+    if views.ndim != 1 or views.size == 0 or views.dtype.kind != "U":
+        raise ContractError(f"{path}: 'views' must be a non-empty 1-D str array, got {views.dtype} {views.shape}")
+    if str(views[0]) != "identity":
+        raise ContractError(f"{path}: views[0] must be 'identity', got {str(views[0])!r}")
+    if len(set(views.tolist())) != views.size:
+        raise ContractError(f"{path}: duplicate view names in {views.tolist()}")
+    classes = np.asarray(arrays["classes"])
+    if classes.dtype.kind != "U" or tuple(classes.tolist()) != CLASSES:
+        raise ContractError(f"{path}: 'classes' must be {list(CLASSES)}, got {classes.tolist()}")
+    for split in splits:
+        probs = np.asarray(arrays[_key(split, "probs")])
+        labels = np.asarray(arrays[_key(split, "labels")])
+        ids = np.asarray(arrays[_key(split, "ids")])
+        pk, lk, ik = _key(split, "probs"), _key(split, "labels"), _key(split, "ids")
+        if probs.dtype != np.float32:
+            raise ContractError(f"{path}: '{pk}' must be float32, got {probs.dtype}")
+        if labels.dtype != np.int64 or ids.dtype != np.int64:
+            raise ContractError(f"{path}: '{lk}' and '{ik}' must be int64, got {labels.dtype} and {ids.dtype}")
+        if labels.ndim != 1 or ids.shape != labels.shape:
+            raise ContractError(f"{path}: '{lk}' {labels.shape} and '{ik}' {ids.shape} must be 1-D of one length")
+        n = labels.shape[0]
+        if probs.shape != (views.size, n, NUM_CLASSES):
+            raise ContractError(
+                f"{path}: '{pk}' must have shape (V={views.size}, N={n}, {NUM_CLASSES}), got {probs.shape}"
+            )
+        if n and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+            raise ContractError(f"{path}: '{lk}' holds labels outside 0..{NUM_CLASSES - 1}")
+        if np.unique(ids).size != n:
+            raise ContractError(f"{path}: '{ik}' has duplicate ids")
+        if not np.all(np.isfinite(probs)):
+            raise ContractError(f"{path}: '{pk}' holds NaN or infinite values")
+        if probs.size and (probs.min() < -PROB_TOLERANCE or probs.max() > 1 + PROB_TOLERANCE):
+            raise ContractError(f"{path}: '{pk}' holds values outside [0, 1]")
+        sums = probs.sum(axis=-1, dtype=np.float64)
+        if sums.size and np.abs(sums - 1.0).max() > PROB_TOLERANCE:
+            bad = np.argwhere(np.abs(sums - 1.0) > PROB_TOLERANCE)[0]
+            raise ContractError(
+                f"{path}: '{pk}' rows must sum to 1 (+-{PROB_TOLERANCE}); view {bad[0]}, row {bad[1]} sums to {sums[tuple(bad)]:.6f}"
+            )
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise ContractError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        raise ContractError(f"{path}: corrupt or half-written file ({type(exc).__name__}: {exc})") from None
+
+
+def read_run_info(run_dir: str | os.PathLike) -> dict:
+    """``run.json`` of a run as a dict; {} when absent; ContractError when unreadable."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ContractError(f"{path}: unreadable run.json ({exc})") from None
+    if not isinstance(info, dict):
+        raise ContractError(f"{path}: run.json must hold a JSON object")
+    return info
+
+
+def read_predictions(run_dir: str | os.PathLike) -> RunPredictions:
+    """Read and validate one run folder's ``predictions.npz`` (and ``run.json`` when present)."""
+    run_dir = Path(run_dir)
+    path = run_dir / PREDICTIONS_FILE
+    arrays = _load_npz(path)
+    validate_arrays(arrays, path, splits=SPLITS)
+    splits = {
+        s: SplitPredictions(arrays[f"{s}_probs"], arrays[f"{s}_labels"], arrays[f"{s}_ids"]) for s in SPLITS
+    }
+    return RunPredictions(
+        name=run_dir.name,
+        path=path,
+        views=tuple(str(v) for v in arrays["views"]),
+        val=splits["val"],
+        test=splits["test"],
+        info=read_run_info(run_dir),
+    )
+
+
+def read_eval(run_dir: str | os.PathLike, name: str) -> tuple[tuple[str, ...], SplitPredictions]:
+    """Read and validate ``run_dir/eval-NAME.npz``: (views, predictions)."""
+    path = Path(run_dir) / f"eval-{name}.npz"
+    arrays = _load_npz(path)
+    validate_arrays(arrays, path, splits=("",))
+    return tuple(str(v) for v in arrays["views"]), SplitPredictions(arrays["probs"], arrays["labels"], arrays["ids"])
+
+
+def find_runs(artifacts_dir: str | os.PathLike) -> list[Path]:
+    """Run folders (those holding ``predictions.npz`` or ``run.json``) directly under ``artifacts_dir``, sorted."""
+    root = Path(artifacts_dir)
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and ((p / PREDICTIONS_FILE).exists() or (p / RUN_FILE).exists())
+    ) if root.is_dir() else []

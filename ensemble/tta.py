@@ -1,0 +1,132 @@
+"""Test-time augmentation views as small composable numpy transforms.
+
+A view is named by a string: ``identity``, ``hflip``, ``shift(dx,dy)`` (pixels, nearest-edge
+fill; positive ``dx`` moves content right, positive ``dy`` moves it down) or a composition of
+them joined by ``+`` and applied left to right, such as ``hflip+shift(2,0)``.
+Views act on a batch shaped N x H x W or N x H x W x C.
+
+The merge of view predictions is explicit (``merge``): ``mean`` (the default everywhere in
+this project), ``gmean`` or ``max``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterable
+
+import numpy as np
+
+DEFAULT_SHIFT = 2
+_SHIFT_RE = re.compile(r"^shift\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)$")
+MERGE_MODES = ("mean", "gmean", "max")
+
+
+def identity(x: np.ndarray) -> np.ndarray:
+    """Return the batch unchanged."""
+    return x
+
+
+def hflip(x: np.ndarray) -> np.ndarray:
+    """Mirror each image left to right."""
+    return x[:, :, ::-1, ...]
+
+
+def shift(x: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """Translate each image by (dx, dy) pixels, filling with the nearest edge pixel."""
+    n, h, w = x.shape[:3]
+    if abs(dx) >= w or abs(dy) >= h:
+        raise ValueError(f"shift ({dx}, {dy}) is not smaller than the image size {h}x{w}")
+    pad = [(0, 0), (max(dy, 0), max(-dy, 0)), (max(dx, 0), max(-dx, 0))] + [(0, 0)] * (x.ndim - 3)
+    padded = np.pad(x, pad, mode="edge")
+    y0, x0 = max(-dy, 0), max(-dx, 0)
+    return padded[:, y0 : y0 + h, x0 : x0 + w, ...]
+
+
+def _parse_step(step: str) -> Callable[[np.ndarray], np.ndarray]:
+    step = step.strip()
+    if step == "identity":
+        return identity
+    if step == "hflip":
+        return hflip
+    match = _SHIFT_RE.match(step)
+    if match:
+        dx, dy = int(match.group(1)), int(match.group(2))
+        return lambda x: shift(x, dx, dy)
+    raise ValueError(
+        f"unknown TTA view step {step!r}: use 'identity', 'hflip', 'shift(dx,dy)' or a '+' composition. "
+        f"Received: view={step!r}"
+    )
+
+
+def canonical(name: str) -> str:
+    """Normalise a view name: no spaces, ``identity`` dropped from compositions."""
+    steps = [s.replace(" ", "") for s in name.split("+")]
+    for s in steps:
+        _parse_step(s)
+    kept = [s for s in steps if s != "identity"]
+    return "+".join(kept) if kept else "identity"
+
+
+def get_view(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Return the transform for a view name; unknown names raise ValueError."""
+    steps = [_parse_step(s) for s in name.split("+")]
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        for fn in steps:
+            x = fn(x)
+        return x
+
+    apply.__name__ = canonical(name)
+    return apply
+
+
+def apply_view(x: np.ndarray, name: str) -> np.ndarray:
+    """Apply the named view to a batch."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"TTA views take N x H x W or N x H x W x C arrays, got shape {x.shape}")
+    return get_view(name)(x)
+
+
+def default_views(shift_px: int = DEFAULT_SHIFT) -> list[str]:
+    """identity, hflip, the four +-shift_px shifts and their flipped versions: 10 views."""
+    shifts = [f"shift({shift_px},0)", f"shift({-shift_px},0)", f"shift(0,{shift_px})", f"shift(0,{-shift_px})"]
+    return ["identity", "hflip"] + shifts + [f"hflip+{s}" for s in shifts]
+
+
+def views_for(mode: str, available: Iterable[str] | None = None) -> list[str]:
+    """View names of a TTA mode: ``none`` (identity), ``flip`` (identity, hflip), ``all``.
+
+    ``all`` means every view in ``available`` when given, else ``default_views()``.
+    """
+    if mode == "none":
+        return ["identity"]
+    if mode == "flip":
+        return ["identity", "hflip"]
+    if mode == "all":
+        return list(available) if available is not None else default_views()
+    raise ValueError(f"unknown TTA mode: use 'none', 'flip' or 'all'. Received: tta={mode!r}")
+
+
+def parse_views(names: Iterable[str]) -> list[str]:
+    """Validate a list of view names; the result starts with ``identity`` and has no duplicates."""
+    out = []
+    for name in names:
+        c = canonical(name)
+        if c not in out:
+            out.append(c)
+    if "identity" in out:
+        out.remove("identity")
+    return ["identity"] + out
+
+
+def merge(probs: np.ndarray, mode: str = "mean", axis: int = 0) -> np.ndarray:
+    """Merge per-view probabilities along ``axis``; rows are renormalised to sum to 1."""
+    if mode == "mean":
+        return probs.mean(axis=axis)
+    if mode == "gmean":
+        out = np.exp(np.log(np.clip(probs, 1e-12, None)).mean(axis=axis))
+    elif mode == "max":
+        out = probs.max(axis=axis)
+    else:
+        raise ValueError(f"unknown merge mode: use one of {MERGE_MODES}. Received: merge={mode!r}")
+    return out / out.sum(axis=-1, keepdims=True)
