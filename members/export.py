@@ -1,0 +1,340 @@
+"""Export runs as one Keras model: ``python -m members.export --runs RUN... --tta flip|all --out ensemble.keras``.
+
+The exported model takes a batch of raw faces, uint8 (B, 48, 48, 1), and returns the ensemble's
+probabilities, float32 (B, 7) in ``ensemble.artifacts.CLASSES`` order: for each run, every TTA view
+of the batch goes through the run's preprocessing, its model and (for ``scores`` members) a softmax
+with the run's PublicTest temperature; the views are averaged, then the runs (equal weights, or
+``--weights`` in the order of ``--runs``), exactly as ``python -m ensemble.combine`` soft-votes the
+runs' saved predictions.
+
+Everything is built from Keras's own layers where possible, so that
+``keras.saving.load_model("ensemble.keras")`` works in a fresh process without this project:
+
+* TTA views (``ensemble.tta``: ``hflip``, ``shift(dx,dy)`` with nearest-edge fill, compositions) are
+  exact pixel gathers written as two frozen one-hot ``Dense`` layers (one over the width, one over
+  the height, with ``Permute``/``Reshape`` around them); the index maps are taken from
+  ``ensemble.tta`` itself, so the exported views cannot drift from the numpy ones.
+* ``FacePreprocessing`` and ``VGGFacePreprocess`` become ``Resizing`` / ``Concatenate`` /
+  ``Rescaling`` / ``Normalization`` layers (checked against the original layer at export time).
+* The temperature softmax is ``Rescaling(1 / T)`` + ``Activation("softmax")``.
+
+Members with layers of their own that have no Keras equivalent (``lin_cnn``'s
+``LocalIntensityNormalization``, and any custom layer inside a member's model) are kept as they
+are: such an export needs the modules defining them imported before ``load_model`` (for lin_cnn,
+``import members.models.lin_cnn``); the command prints the imports and ``<out>.json`` lists them
+under ``requires_import``. The file is written atomically and reloaded
+once to check that it reproduces the in-memory model. ``--tta all`` means every view a run saved,
+as in ``ensemble.combine``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ensemble import tta as tta_views
+from ensemble import voting
+from ensemble.artifacts import CLASSES, ContractError, atomic_write_json
+from members.evaluate import DEFAULT_ARTIFACTS, RunSelectionError, resolve_runs, saved_views
+
+SIDE = 48
+TTA_MODES = ("none", "flip", "all")
+CHECK_TOLERANCE = 1e-5
+
+
+def view_index_maps(view: str, side: int = SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column source indices of a TTA view: ``out[i, j] = x[rows[i], cols[j]]``.
+
+    The maps are read off ``ensemble.tta.apply_view`` applied to an image of pixel indices.
+
+    Raises:
+        ValueError: the view is not a separable pixel gather (so it cannot be exported this way).
+    """
+    grid = np.arange(side * side, dtype=np.int64).reshape(1, side, side)
+    moved = tta_views.apply_view(grid, view)[0]
+    rows, cols = moved // side, moved % side
+    if not (np.all(rows == rows[:, :1]) and np.all(cols == cols[:1, :])):
+        raise ValueError(f"TTA view {view!r} is not a separable row/column gather. Received: view={view!r}")
+    return rows[:, 0].copy(), cols[0, :].copy()
+
+
+def selection_matrix(index_map: np.ndarray) -> np.ndarray:
+    """One-hot float32 kernel ``M`` with ``(v @ M)[j] == v[index_map[j]]``."""
+    n = len(index_map)
+    kernel = np.zeros((n, n), dtype=np.float32)
+    kernel[index_map, np.arange(n)] = 1.0
+    return kernel
+
+
+def safe_name(text: str) -> str:
+    """A Keras-friendly layer name for a run or view name (letters, digits and '_')."""
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", text)).strip("_") or "x"
+
+
+def build_view(view: str, side: int = SIDE):
+    """A Keras model applying one TTA view to float faces (B, side, side, 1), or None for ``identity``."""
+    import keras
+
+    view = tta_views.canonical(view)
+    if view == "identity":
+        return None
+    rows, cols = view_index_maps(view, side)
+    name = f"view_{safe_name(view.replace('-', 'm'))}"  # shift(-2,0) -> view_shift_m2_0
+    inputs = keras.Input((side, side, 1), name=f"{name}_in")
+    x = keras.layers.Reshape((side, side), name=f"{name}_squeeze")(inputs)
+    gathers = []
+    if not np.array_equal(cols, np.arange(side)):
+        dense = keras.layers.Dense(side, use_bias=False, trainable=False, name=f"{name}_cols")
+        x = dense(x)
+        gathers.append((dense, cols))
+    if not np.array_equal(rows, np.arange(side)):
+        x = keras.layers.Permute((2, 1), name=f"{name}_to_cols")(x)
+        dense = keras.layers.Dense(side, use_bias=False, trainable=False, name=f"{name}_rows")
+        x = dense(x)
+        gathers.append((dense, rows))
+        x = keras.layers.Permute((2, 1), name=f"{name}_to_rows")(x)
+    outputs = keras.layers.Reshape((side, side, 1), name=f"{name}_unsqueeze")(x)
+    for dense, index_map in gathers:
+        dense.set_weights([selection_matrix(index_map)])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _builtin_preprocessing(layer, x, prefix: str):
+    """Apply ``layer`` rebuilt from Keras layers to the symbolic tensor ``x``; None when not possible."""
+    import keras
+
+    from members.pipeline import FacePreprocessing
+
+    try:
+        from members.models.vggface import PREPROCESS_MEANS_BGR, VGGFacePreprocess
+    except ImportError:  # the VGGFace member is optional
+        VGGFacePreprocess = PREPROCESS_MEANS_BGR = None
+    if type(layer) is FacePreprocessing:
+        size, channels, scale, mean, std = layer.image_size, layer.channels, layer.scale, layer.mean, layer.std
+    elif VGGFacePreprocess is not None and type(layer) is VGGFacePreprocess:
+        # grey copied to 3 channels makes the RGB -> BGR flip a no-op; then the BGR means are subtracted
+        size, channels, scale, mean, std = layer.image_size, 3, 1.0, list(PREPROCESS_MEANS_BGR[layer.mode]), None
+    else:
+        return None
+    if size is not None and size != x.shape[1]:
+        x = keras.layers.Resizing(size, size, interpolation="bilinear", name=f"{prefix}_resize")(x)
+    if channels == 3:
+        x = keras.layers.Concatenate(axis=-1, name=f"{prefix}_grey_to_rgb")([x, x, x])
+    if scale != 1.0:
+        x = keras.layers.Rescaling(scale, name=f"{prefix}_scale")(x)
+    if mean is not None or std is not None:
+        c = x.shape[-1]
+        mean_c = np.broadcast_to(np.asarray(mean if mean is not None else [0.0], np.float64), (c,))
+        std_c = np.broadcast_to(np.asarray(std if std is not None else [1.0], np.float64), (c,))
+        x = keras.layers.Normalization(axis=-1, mean=mean_c.tolist(), variance=(std_c ** 2).tolist(),
+                                       name=f"{prefix}_standardize")(x)
+    return x
+
+
+def build_run_block(name: str, predictor, side: int = SIDE):
+    """One run as a Keras model: float faces (B, side, side, 1) in [0, 255] to probabilities (B, 7).
+
+    Args:
+        name: the run's name (used for layer names).
+        predictor: the run's ``members.inference.Predictor``.
+        side: face side.
+
+    Returns:
+        (model, notes): notes say which parts were kept as custom layers.
+    """
+    import keras
+
+    prefix = safe_name(name)
+    inputs = keras.Input((side, side, 1), name=f"{prefix}_faces")
+    notes = []
+    x = inputs
+    if predictor.preprocess is not None:
+        converted = _builtin_preprocessing(predictor.preprocess, inputs, f"{prefix}_pre")
+        if converted is not None and _same_outputs(keras.Model(inputs, converted), predictor.preprocess, side):
+            x = converted
+        else:
+            x = predictor.preprocess(inputs)
+            notes.append(f"preprocessing {type(predictor.preprocess).__name__} kept as a custom layer")
+    y = predictor.model(x)
+    if predictor.output == "scores":
+        y = keras.layers.Rescaling(1.0 / float(predictor.temperature), name=f"{prefix}_temperature")(y)
+        y = keras.layers.Activation("softmax", name=f"{prefix}_softmax")(y)
+    return keras.Model(inputs, y, name=f"run_{prefix}"), notes
+
+
+def _same_outputs(converted, original, side: int) -> bool:
+    """Whether the Keras-layer rebuild of a preprocessing layer matches the original on random faces."""
+    x = np.random.default_rng(0).integers(0, 256, (4, side, side, 1)).astype(np.float32)
+    a = np.asarray(converted(x))
+    b = np.asarray(original(x))
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= CHECK_TOLERANCE * (1.0 + np.abs(b))))
+
+
+def custom_layers(model) -> dict[str, str]:
+    """``{registered name: module}`` of the layers inside ``model`` (recursively) that are not Keras's own."""
+    import keras
+
+    found, stack = {}, list(model.layers)
+    while stack:
+        layer = stack.pop()
+        module = type(layer).__module__
+        if not module.startswith("keras"):
+            found[keras.saving.get_registered_name(type(layer))] = module
+        stack.extend(getattr(layer, "layers", None) or [])
+    return dict(sorted(found.items()))
+
+
+def build_ensemble(run_dirs: Sequence[Path], tta: str = "flip", weights: Sequence[float] | None = None,
+                   side: int = SIDE) -> tuple[Any, dict]:
+    """The ensemble of ``run_dirs`` as one Keras model (uint8 faces in, soft-voted probabilities out).
+
+    Args:
+        run_dirs: finished run folders.
+        tta: ``none``, ``flip`` or ``all`` (every view each run saved).
+        weights: one non-negative weight per run (normalised), or None for equal weights.
+        side: face side.
+
+    Returns:
+        (model, info): info describes the runs, their views and weights and the custom layers.
+
+    Raises:
+        ValueError: bad ``tta`` or ``weights``.
+        ContractError: a run cannot be loaded.
+    """
+    import keras
+
+    from members.inference import load_run
+
+    if tta not in TTA_MODES:
+        raise ValueError(f"--tta must be one of {list(TTA_MODES)}. Received: tta={tta!r}")
+    if not run_dirs:
+        raise ValueError("no runs to export. Received: run_dirs=[]")
+    w = voting.normalize_weights(weights, len(run_dirs))
+    faces = keras.Input((side, side, 1), dtype="uint8", name="faces")
+    x = keras.layers.Rescaling(1.0, name="to_float")(faces)
+    views_made: dict[str, Any] = {"identity": x}
+    outputs, runs, used = [], [], set()
+    for run_dir, weight in zip(run_dirs, w):
+        run_dir = Path(run_dir)
+        views = tta_views.views_for(tta, available=saved_views(run_dir))
+        predictor = load_run(run_dir)
+        name, k = safe_name(run_dir.name), 1
+        while name in used:  # 'baseline-cw' and 'baseline_cw' both sanitise to 'baseline_cw'
+            k += 1
+            name = f"{safe_name(run_dir.name)}_{k}"
+        used.add(name)
+        block, notes = build_run_block(name, predictor, side)
+        for v in views:
+            if v not in views_made:
+                views_made[v] = build_view(v, side)(x)
+        probs = [block(views_made[v]) for v in views]
+        p = keras.layers.Average(name=f"tta_{name}")(probs) if len(probs) > 1 else probs[0]
+        if len(run_dirs) > 1:
+            p = keras.layers.Rescaling(float(weight), name=f"weight_{name}")(p)
+        outputs.append(p)
+        runs.append({"run": run_dir.name, "path": str(run_dir.resolve()), "member": predictor.info.get("member"),
+                     "output": predictor.output, "temperature": predictor.temperature if predictor.output == "scores"
+                     else None, "views": list(views), "weight": float(weight), "notes": notes})
+    total = keras.layers.Add(name="soft_vote")(outputs) if len(outputs) > 1 else outputs[0]
+    total = keras.layers.Identity(name="probabilities")(total)
+    model = keras.Model(faces, total, name="fer_ensemble")
+    custom = custom_layers(model)
+    info = {"input": {"shape": [None, side, side, 1], "dtype": "uint8"}, "output": "probabilities (B, 7)",
+            "classes": list(CLASSES), "tta": tta, "runs": runs, "custom_layers": sorted(custom),
+            "requires_import": sorted(set(custom.values()))}
+    return model, info
+
+
+def export_ensemble(run_dirs: Sequence[Path], out: str | Path, tta: str = "flip",
+                    weights: Sequence[float] | None = None, verify: bool = True) -> dict:
+    """Build the ensemble, save it to ``out`` (``.keras``) and ``out`` with ``.json``; returns the info.
+
+    Args:
+        run_dirs: finished run folders.
+        out: target ``.keras`` file.
+        tta: ``none``, ``flip`` or ``all``.
+        weights: one weight per run, or None.
+        verify: reload the saved file and check it reproduces the in-memory model.
+
+    Raises:
+        ValueError: bad arguments, or the reloaded file disagrees with the model.
+    """
+    import keras
+
+    from members.callbacks import save_model_atomic
+
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise ValueError(f"--out must be a .keras file. Received: out={str(out)!r}")
+    start = time.perf_counter()
+    model, info = build_ensemble(run_dirs, tta, weights)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model_atomic(model, out)
+    info["parameters"] = int(model.count_params())
+    if verify:
+        faces = np.random.default_rng(0).integers(0, 256, (4, SIDE, SIDE, 1)).astype(np.uint8)
+        expected = np.asarray(model.predict_on_batch(faces))
+        got = np.asarray(keras.saving.load_model(out, compile=False).predict_on_batch(faces))
+        diff = float(np.max(np.abs(got - expected)))
+        if diff > CHECK_TOLERANCE:
+            raise ValueError(f"{out}: the reloaded model differs from the exported one by {diff:.2e}")
+        info["reload_max_abs_diff"] = diff
+    info["seconds"] = round(time.perf_counter() - start, 2)
+    atomic_write_json(out.with_suffix(".json"), info)
+    return info
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="python -m members.export",
+                                description="Export runs as one Keras model: uint8 faces (B, 48, 48, 1) in, "
+                                            "TTA-averaged soft-voted probabilities (B, 7) out.")
+    p.add_argument("--runs", nargs="+", metavar="RUN",
+                   help="run folders, or run names / shell patterns under --artifacts (default: every run)")
+    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="folder of runs (default: artifacts/)")
+    p.add_argument("--tta", choices=TTA_MODES, default="flip",
+                   help="views averaged per run: identity, identity+hflip, or every saved view (default: flip)")
+    p.add_argument("--weights", nargs="+", type=float, metavar="W", help="one weight per run (default: equal)")
+    p.add_argument("--out", default="ensemble.keras", help="output .keras file (default: ensemble.keras)")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload check")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 for a user's mistake, with one message)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if Path(args.out).suffix != ".keras":
+            raise ValueError(f"--out must be a .keras file. Received: out={args.out!r}")
+        run_dirs = resolve_runs(args.runs, args.artifacts)
+        if args.weights is not None:
+            voting.normalize_weights(args.weights, len(run_dirs))
+        for d in run_dirs:
+            saved_views(d)
+        info = export_ensemble(run_dirs, args.out, args.tta, args.weights, args.verify)
+    except (RunSelectionError, ContractError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for r in info["runs"]:
+        extra = f", temperature {r['temperature']:.3f}" if r["temperature"] else ""
+        print(f"{r['run']}: {r['member']}, weight {r['weight']:.3f}, views {', '.join(r['views'])}{extra}"
+              + "".join(f"; {n}" for n in r["notes"]))
+    print(f"wrote {args.out} ({info['parameters']:,} parameters) and {Path(args.out).with_suffix('.json')} "
+          f"in {info['seconds']:.1f} s")
+    if info["requires_import"]:
+        imports = "; ".join(f"import {m}" for m in info["requires_import"])
+        print(f"note: custom layers {info['custom_layers']}: run `{imports}` before "
+              f"keras.saving.load_model({args.out!r})")
+    else:
+        print(f"loads with keras.saving.load_model({args.out!r}) alone (Keras layers only)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""Predict the expressions of the faces in photos: ``python -m members.predict IMAGE...``.
+
+    python -m members.predict IMAGE... [--runs RUN...] [--artifacts DIR] [--tta none|flip|all]
+                              [--json] [--annotate OUT.png] [--min-size PX] [--margin F]
+                              [--detect-max-side PX]
+
+Faces are found with OpenCV's bundled frontal-face Haar cascade (``cv2.data.haarcascades``; nothing
+is downloaded). Each face box is made square around its centre (``--margin`` widens it; parts
+outside the photo repeat the edge pixels), converted to grey and resized to 48x48 (area
+interpolation when shrinking). ``--detect-max-side`` runs the detector on a shrunk copy of large
+photos (the crops still come from the full photo): detection dominates the cost per frame. Every run
+(loaded once) predicts all faces of all photos in one batch per run with its TTA views (``flip``:
+identity and mirror, the default; ``all``: every view the run saved; ``none``), the views are
+averaged per run and the runs soft-voted (their mean).
+
+Output: per photo its faces, left to right, with the box, the label and the 7 probabilities; a photo
+without a face says so. ``--json`` prints a JSON list instead (one object per photo). ``--annotate``
+draws the boxes and labels (with several photos, ``OUT-<photo name>.png`` each). A missing or
+unreadable file is a clear error (exit 2) before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ensemble import tta as tta_views
+from ensemble.artifacts import CLASSES, ContractError, atomic_write_bytes
+from members.evaluate import DEFAULT_ARTIFACTS, RunSelectionError, resolve_runs, saved_views
+
+CASCADE_FILE = "haarcascade_frontalface_default.xml"
+FACE_SIDE = 48
+TTA_MODES = ("none", "flip", "all")
+
+
+class PredictError(ValueError):
+    """A photo or an option that cannot be used (a user's mistake); the message names it."""
+
+
+@dataclass
+class Face:
+    """One detected face: its box in the photo (x, y, w, h) and its 48x48 grey crop."""
+
+    box: tuple[int, int, int, int]
+    crop: np.ndarray
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A photo as BGR uint8 (H, W, 3); PredictError when missing or not an image OpenCV decodes."""
+    import cv2
+
+    path = Path(path)
+    if not path.exists():
+        raise PredictError(f"{path}: file not found")
+    if not path.is_file():
+        raise PredictError(f"{path}: not a file")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise PredictError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise PredictError(f"{path}: not an image OpenCV can read (empty, truncated or not a picture format)")
+    return image
+
+
+def face_detector():
+    """OpenCV's bundled frontal-face Haar cascade."""
+    import cv2
+
+    path = Path(cv2.data.haarcascades) / CASCADE_FILE
+    detector = cv2.CascadeClassifier(str(path))
+    if detector.empty():
+        raise RuntimeError(f"{path}: OpenCV's Haar cascade could not be loaded (is opencv-python-headless intact?)")
+    return detector
+
+
+def square_crop(grey: np.ndarray, box: Sequence[int], margin: float = 0.0, side: int = FACE_SIDE) -> np.ndarray:
+    """The square around ``box``'s centre (side ``max(w, h) * (1 + 2 * margin)``), edge-padded, as side x side.
+
+    Args:
+        grey: uint8 (H, W) photo.
+        box: (x, y, w, h).
+        margin: share of the box side added on each side.
+        side: output side.
+
+    Returns:
+        uint8 (side, side).
+    """
+    import cv2
+
+    if margin < 0:
+        raise ValueError(f"margin must be non-negative. Received: margin={margin!r}")
+    x, y, w, h = (int(v) for v in box)
+    size = max(1, int(round(max(w, h) * (1.0 + 2.0 * margin))))
+    x0, y0 = x + w // 2 - size // 2, y + h // 2 - size // 2
+    height, width = grey.shape[:2]
+    pad = max(0, -x0, -y0, x0 + size - width, y0 + size - height)
+    if pad:
+        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    crop = grey[y0 : y0 + size, x0 : x0 + size]
+    interpolation = cv2.INTER_AREA if size >= side else cv2.INTER_LINEAR
+    return cv2.resize(crop, (side, side), interpolation=interpolation)
+
+
+def find_faces(image: np.ndarray, detector=None, min_size: int = 30, scale_factor: float = 1.1,
+               min_neighbors: int = 5, margin: float = 0.0, detect_max_side: int = 0) -> list[Face]:
+    """Faces of a BGR (or grey) photo, left to right, each with its 48x48 grey crop.
+
+    Args:
+        image: BGR (H, W, 3) or grey (H, W) uint8 photo.
+        detector: a ``cv2.CascadeClassifier`` (default: ``face_detector()``).
+        min_size: smallest face side searched, in pixels of the photo.
+        scale_factor: the cascade's ``scaleFactor``.
+        min_neighbors: the cascade's ``minNeighbors``.
+        margin: share of the box side added on each side of the crop.
+        detect_max_side: when positive and the photo is larger, detect on a copy shrunk to this
+            longest side (much faster); boxes are mapped back and crops taken from the full photo.
+
+    Returns:
+        The faces, sorted by box position.
+    """
+    import cv2
+
+    detector = detector if detector is not None else face_detector()
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    scale = 1.0
+    small = grey
+    if detect_max_side > 0 and max(grey.shape) > detect_max_side:
+        scale = detect_max_side / max(grey.shape)
+        small = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+    side = max(1, round(min_size * scale))
+    boxes = detector.detectMultiScale(small, scaleFactor=scale_factor, minNeighbors=min_neighbors,
+                                      minSize=(side, side))
+    boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(boxes).reshape(-1, 4)]
+    boxes.sort(key=lambda b: (b[0], b[1]))
+    return [Face(b, square_crop(grey, b, margin)) for b in boxes]
+
+
+class FaceEnsemble:
+    """Runs loaded once, each with its TTA views: uint8 faces in, soft-voted probabilities out.
+
+    Args:
+        run_dirs: finished run folders.
+        tta: ``none``, ``flip`` or ``all`` (every view the run saved).
+    """
+
+    def __init__(self, run_dirs: Sequence[Path], tta: str = "flip"):
+        from members.inference import load_run
+
+        if tta not in TTA_MODES:
+            raise ValueError(f"--tta must be one of {list(TTA_MODES)}. Received: tta={tta!r}")
+        if not run_dirs:
+            raise ValueError("FaceEnsemble needs at least one run. Received: run_dirs=[]")
+        self.names = [Path(d).name for d in run_dirs]
+        self.views = [tta_views.views_for(tta, available=saved_views(d)) for d in run_dirs]
+        self.predictors = [load_run(d) for d in run_dirs]
+        self.tta = tta
+
+    def run_probs(self, faces: np.ndarray) -> np.ndarray:
+        """Each run's TTA-averaged probabilities, float32 (R, N, 7), for uint8 faces (N, 48, 48).
+
+        The views of a run go through its model as one batch (one call per run).
+        """
+        faces = np.asarray(faces)
+        if faces.dtype != np.uint8 or faces.ndim != 3:
+            raise ValueError(f"faces must be uint8 (N, H, W). Received: {faces.dtype} {faces.shape}")
+        n = len(faces)
+        out = []
+        for predictor, views in zip(self.predictors, self.views):
+            batch = np.concatenate([tta_views.apply_view(faces, v) for v in views]) if n else faces
+            probs = predictor.predict(batch).reshape(len(views), n, len(CLASSES))
+            out.append(probs.mean(axis=0, dtype=np.float64))
+        return np.stack(out).astype(np.float32)
+
+    def predict(self, faces: np.ndarray) -> np.ndarray:
+        """The soft vote (mean of the runs' TTA-averaged probabilities), float32 (N, 7)."""
+        return self.run_probs(faces).mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def predict_photos(paths: Sequence[str | Path], ensemble: FaceEnsemble, images: Sequence[np.ndarray] | None = None,
+                   **detect) -> list[dict]:
+    """Detect and classify the faces of every photo; one result dict per photo.
+
+    Args:
+        paths: photo paths (used for the names, and read when ``images`` is None).
+        ensemble: the loaded runs.
+        images: the BGR photos already read, in the order of ``paths``.
+        **detect: options of ``find_faces`` (``min_size``, ``scale_factor``, ``min_neighbors``, ``margin``,
+            ``detect_max_side``).
+
+    Returns:
+        ``[{"image": path, "faces": [{"box": {...}, "label", "label_index", "confidence", "probs": {...}}]}]``.
+    """
+    images = [read_image(p) for p in paths] if images is None else list(images)
+    detector = face_detector()
+    found = [find_faces(img, detector, **detect) for img in images]
+    crops = [f.crop for faces in found for f in faces]
+    probs = ensemble.predict(np.stack(crops)) if crops else np.zeros((0, len(CLASSES)), np.float32)
+    results, k = [], 0
+    for path, faces in zip(paths, found):
+        entries = []
+        for face in faces:
+            p = probs[k]
+            k += 1
+            best = int(np.argmax(p))
+            entries.append({"box": dict(zip(("x", "y", "w", "h"), face.box)), "label": CLASSES[best],
+                            "label_index": best, "confidence": float(p[best]),
+                            "probs": {c: float(v) for c, v in zip(CLASSES, p)}})
+        results.append({"image": str(path), "faces": entries})
+    return results
+
+
+def format_results(results: list[dict], runs: Sequence[str], tta: str) -> str:
+    """The plain-text report of ``predict_photos`` results."""
+    lines = [f"runs: {', '.join(runs)}; TTA {tta}; soft vote of {len(runs)} run(s)"]
+    for r in results:
+        n = len(r["faces"])
+        lines.append(f"{r['image']}: " + (f"{n} face{'s' if n > 1 else ''}" if n else "no face found"))
+        for i, f in enumerate(r["faces"], 1):
+            b = f["box"]
+            lines.append(f"  face {i} at x={b['x']} y={b['y']} w={b['w']} h={b['h']}: "
+                         f"{f['label']} ({f['confidence']:.2f})")
+            lines.append("    " + "  ".join(f"{c} {v:.3f}" for c, v in f["probs"].items()))
+    return "\n".join(lines)
+
+
+def annotate(image: np.ndarray, result: dict) -> np.ndarray:
+    """A copy of the BGR photo with each face's box and ``label NN%`` drawn on it."""
+    import cv2
+
+    out = image.copy()
+    thickness = max(1, round(max(out.shape[:2]) / 400))
+    for f in result["faces"]:
+        b = f["box"]
+        x, y, w, h = b["x"], b["y"], b["w"], b["h"]
+        cv2.rectangle(out, (x, y), (x + w, y + h), (0, 255, 0), thickness)
+        text = f"{f['label']} {100 * f['confidence']:.0f}%"
+        scale = max(0.4, w / 160)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        ty = y - 4 if y - th - base - 4 >= 0 else y + h + th + 4
+        cv2.rectangle(out, (x, ty - th - base), (x + tw, ty + base), (0, 255, 0), cv2.FILLED)
+        cv2.putText(out, text, (x, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA)
+    return out
+
+
+def annotation_paths(out: str | Path, images: Sequence[str | Path]) -> list[Path]:
+    """Where ``--annotate OUT`` writes each photo: OUT itself for one photo, else ``OUT-<photo name>``."""
+    out = Path(out)
+    if len(images) == 1:
+        return [out]
+    paths, seen = [], set()
+    for i, image in enumerate(images):
+        p = out.with_name(f"{out.stem}-{Path(image).stem}{out.suffix}")
+        if p in seen:
+            p = out.with_name(f"{out.stem}-{Path(image).stem}-{i + 1}{out.suffix}")
+        seen.add(p)
+        paths.append(p)
+    return paths
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Encode by the file's extension and write atomically."""
+    import cv2
+
+    ok, data = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise PredictError(f"{path}: OpenCV cannot write {path.suffix!r} images; use .png or .jpg")
+    atomic_write_bytes(path, data.tobytes())
+
+
+def _check_image_suffix(path: Path) -> None:
+    """PredictError unless OpenCV can encode images with this file name's extension."""
+    import cv2
+
+    try:
+        ok = cv2.imencode(path.suffix, np.zeros((2, 2, 3), np.uint8))[0] if path.suffix else False
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise PredictError(f"--annotate {path}: unsupported image extension {path.suffix!r}; use .png or .jpg")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="python -m members.predict",
+                                description="Find the faces in photos and predict their expressions with the "
+                                            "ensemble (Haar cascade, 48x48 grey crops, TTA, soft vote).")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any format OpenCV reads)")
+    p.add_argument("--runs", nargs="+", metavar="RUN",
+                   help="run folders, or run names / shell patterns under --artifacts (default: every run)")
+    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="folder of runs (default: artifacts/)")
+    p.add_argument("--tta", choices=TTA_MODES, default="flip", help="views averaged per run (default: flip)")
+    p.add_argument("--json", action="store_true", help="print a JSON list (one object per photo)")
+    p.add_argument("--annotate", metavar="OUT.png", help="write the photo with boxes and labels drawn")
+    p.add_argument("--min-size", type=int, default=30, help="smallest face side searched, pixels (default 30)")
+    p.add_argument("--min-neighbors", type=int, default=5, help="Haar cascade minNeighbors (default 5)")
+    p.add_argument("--margin", type=float, default=0.0, help="share of the box added on each side (default 0)")
+    p.add_argument("--detect-max-side", type=int, default=0, metavar="PX",
+                   help="detect on a copy shrunk to this longest side: faster on large photos (default 0: full size)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 for a user's mistake, with one message)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.min_size < 1 or args.min_neighbors < 0 or args.margin < 0 or args.detect_max_side < 0:
+            raise PredictError(f"--min-size must be positive, --min-neighbors, --margin and --detect-max-side "
+                               f"non-negative. Received: min_size={args.min_size}, min_neighbors={args.min_neighbors}, "
+                               f"margin={args.margin}, detect_max_side={args.detect_max_side}")
+        if args.annotate:
+            _check_image_suffix(Path(args.annotate))
+        images = [read_image(p) for p in args.images]
+        run_dirs = resolve_runs(args.runs, args.artifacts)
+        ensemble = FaceEnsemble(run_dirs, args.tta)
+        results = predict_photos(args.images, ensemble, images, min_size=args.min_size,
+                                 min_neighbors=args.min_neighbors, margin=args.margin,
+                                 detect_max_side=args.detect_max_side)
+        if args.annotate:
+            for path, image, result in zip(annotation_paths(args.annotate, args.images), images, results):
+                write_image(path, annotate(image, result))
+    except (PredictError, RunSelectionError, ContractError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(format_results(results, ensemble.names, args.tta))
+    if args.annotate:
+        print(f"annotated photo(s) written: {', '.join(map(str, annotation_paths(args.annotate, args.images)))}",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
