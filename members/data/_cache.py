@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -99,17 +100,24 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
+# numpy parses .npy headers with ast.literal_eval, which is not thread-safe on CPython 3.11
+# ("AST constructor recursion depth mismatch"): parse headers one at a time, inflate in parallel.
+_HEADER_LOCK = threading.Lock()
+
+
 def _read_key(path: Path, key: str) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as npz:
+    with _HEADER_LOCK, np.load(path, allow_pickle=False) as npz:
         return npz[key]
 
 
 def _read_part_into(path: Path, key: str, out: np.ndarray) -> None:
     """Inflate the ``.npy`` member ``key`` straight into ``out`` (saves a copy of the images)."""
     with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as fh:
-        version = np.lib.format.read_magic(fh)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(fh)
+        with _HEADER_LOCK:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fh)
         if shape != out.shape or dtype != out.dtype or fortran:
             raise CacheError(f"{key} holds {dtype} {shape}, expected {out.dtype} {out.shape}")
         view, done = memoryview(out.reshape(-1)), 0
