@@ -1,0 +1,189 @@
+"""Load a finished run and predict class probabilities on raw uint8 faces, with TTA views.
+
+TTA views (``ensemble.tta``) are applied in numpy to the raw 48x48 faces; each view then goes
+through the member's preprocessing (rebuilt from run.json) and the model, in large batches
+through one compiled function. Members whose output kind is ``scores`` get a softmax with the
+temperature fitted on PublicTest and saved in run.json.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ensemble import tta
+from ensemble.artifacts import ContractError, read_run_info
+
+DEFAULT_BATCH = 1024
+
+
+def softmax(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``z / temperature`` in float64, returned as float32."""
+    z = np.asarray(z, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Share of rows whose arg-max is the label."""
+    return float(np.mean(np.argmax(probs, axis=-1) == labels)) if len(labels) else float("nan")
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean negative log-probability of the true class (probabilities clipped at ``eps``)."""
+    if not len(labels):
+        return float("nan")
+    p = np.clip(np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels], eps, 1.0)
+    return float(-np.mean(np.log(p)))
+
+
+def fit_temperature(scores: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (1e-2, 1e2)) -> float:
+    """Temperature T minimising the cross-entropy of ``softmax(scores / T)`` on labelled data.
+
+    Args:
+        scores: (N, 7) linear scores (logits or SVM outputs).
+        labels: (N,) int labels.
+        bounds: search interval for T.
+
+    Returns:
+        The fitted temperature (golden-section search on log T, then clipped to ``bounds``).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if scores.ndim != 2 or len(scores) != len(labels) or not len(labels):
+        raise ValueError(f"scores must be (N, C) with N labels. Received: scores {scores.shape}, labels {labels.shape}")
+
+    def nll(log_t: float) -> float:
+        return cross_entropy(softmax(scores, np.exp(log_t)), labels, eps=1e-12)
+
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(b)
+    return float(np.exp((lo + hi) / 2.0))
+
+
+@dataclass
+class Predictor:
+    """A model with its preprocessing: raw uint8 faces in, class probabilities out.
+
+    Attributes:
+        model: the Keras model taking preprocessed batches.
+        preprocess: the member's preprocessing layer (None for the identity).
+        output: ``probs`` or ``scores``.
+        temperature: softmax temperature for ``scores`` outputs.
+        info: the run's run.json (empty while training).
+    """
+
+    model: Any
+    preprocess: Any = None
+    output: str = "probs"
+    temperature: float = 1.0
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        import tensorflow as tf
+
+        from members.pipeline import to_float_batch
+
+        model, preprocess = self.model, self.preprocess
+
+        @tf.function(reduce_retracing=True)
+        def forward(x):
+            x = to_float_batch(x)
+            if preprocess is not None:
+                x = preprocess(x)
+            return model(x, training=False)
+
+        self._forward = forward
+
+    def outputs(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+        """Raw model outputs (probabilities or scores), float32 (N, 7), for uint8 faces (N, H, W)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size!r}")
+        x = np.asarray(x)
+        if x.dtype != np.uint8 or x.ndim not in (3, 4):
+            raise ValueError(f"faces must be uint8 (N, H, W[, C]). Received: {x.dtype} {x.shape}")
+        chunks = [np.asarray(self._forward(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 7), np.float32)
+
+    def to_probs(self, outputs: np.ndarray) -> np.ndarray:
+        """Probabilities from raw outputs (softmax with ``temperature`` for scores; renormalised otherwise)."""
+        if self.output == "scores":
+            return softmax(outputs, self.temperature)
+        p = np.asarray(outputs, dtype=np.float64)
+        return (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+    def predict(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
+        """Class probabilities, float32 (N, 7), without TTA."""
+        return self.to_probs(self.outputs(x, batch_size))
+
+    def predict_views(self, x: np.ndarray, views: Sequence[str] | None = None,
+                      batch_size: int = DEFAULT_BATCH, progress: bool = False) -> np.ndarray:
+        """Class probabilities for every TTA view: float32 (V, N, 7).
+
+        Args:
+            x: uint8 faces, (N, H, W).
+            views: view names (``ensemble.tta``); default ``tta.default_views()``.
+            batch_size: images per forward call.
+            progress: show a tqdm bar over views.
+
+        Returns:
+            Probabilities, one (N, 7) slice per view, in the order of ``views``.
+        """
+        views = list(views) if views is not None else tta.default_views()
+        iterator = views
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(views, desc="TTA views", unit="view", leave=False)
+        return np.stack([self.predict(tta.apply_view(x, v), batch_size) for v in iterator]).astype(np.float32)
+
+
+def load_run(run_dir: str | os.PathLike) -> Predictor:
+    """Rebuild a finished run's predictor from ``run.json`` and ``model.keras`` (its best epoch).
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        A Predictor taking raw uint8 faces.
+
+    Raises:
+        ContractError: run.json or the model file is missing or unusable.
+    """
+    import keras
+
+    from members.callbacks import BEST_MODEL
+    from members.registry import get_member
+
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if not info:
+        raise ContractError(f"{run_dir / 'run.json'}: file not found (is {run_dir} a finished run?)")
+    for key in ("member", "config"):
+        if key not in info:
+            raise ContractError(f"{run_dir / 'run.json'}: missing key {key!r}")
+    spec = get_member(info["member"])
+    path = run_dir / BEST_MODEL
+    if not path.is_file():
+        raise ContractError(f"{path}: model file not found")
+    model = keras.saving.load_model(path, compile=False)
+    stats = info.get("stats") or {}
+    preprocess = spec.preprocess(info["config"], stats) if spec.preprocess is not None else None
+    return Predictor(model=model, preprocess=preprocess, output=info.get("output", spec.output),
+                     temperature=float(info.get("temperature") or 1.0), info=info)

@@ -1,0 +1,87 @@
+"""The baseline CNN of the reference ensemble paper.
+
+"Four 3x3x32 same-padding ReLU filters, interleaved with two 2x2 MaxPool layers, completed
+with a FC layer and softmax layer; batchnorm and fifty percent dropout."  Here: two blocks of
+(conv 3x3x32 -> BN -> ReLU) x 2 -> max-pool 2x2, then optional dropout (``--flatten-dropout``, 0), a
+fully connected layer (``--fc-units``, 1024) with batch normalisation and ReLU, 50 % dropout
+(``--dropout``) and a 7-way softmax. Input 48x48x1 rescaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+import keras
+
+from members.pipeline import FacePreprocessing
+from members.registry import MemberOption, MemberSpec, register_member
+
+NUM_CLASSES = 7
+FILTERS = 32
+
+
+def conv_block(x, filters: int, name: str):
+    """Two (3x3 same-padding conv -> batch norm -> ReLU) layers, then 2x2 max-pooling."""
+    for i in (1, 2):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+
+
+def build_baseline(cfg: dict) -> keras.Model:
+    """The baseline CNN on (image_size, image_size, 1) inputs in [0, 1].
+
+    Args:
+        cfg: resolved config; uses ``image_size``, ``fc_units``, ``dropout``, ``flatten_dropout``.
+
+    Returns:
+        An uncompiled ``keras.Model`` with a 7-way softmax output.
+    """
+    size, units, rate = int(cfg["image_size"]), int(cfg["fc_units"]), float(cfg["dropout"])
+    flatten_rate = float(cfg["flatten_dropout"])
+    inputs = keras.Input((size, size, 1), name="face")
+    x = conv_block(inputs, FILTERS, "block1")
+    x = conv_block(x, FILTERS, "block2")
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(flatten_rate, name="flatten_dropout")(x)
+    x = keras.layers.Dense(units, use_bias=False, name="fc")(x)
+    x = keras.layers.BatchNormalization(name="fc_bn")(x)
+    x = keras.layers.Activation("relu", name="fc_relu")(x)
+    x = keras.layers.Dropout(rate, name="fc_dropout")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="baseline")
+
+
+def baseline_preprocess(cfg: dict, stats: dict) -> FacePreprocessing:
+    """Rescale raw faces to [0, 1] (and resize when ``image_size`` is not 48)."""
+    return FacePreprocessing(image_size=int(cfg["image_size"]), channels=1, scale=1.0 / 255.0,
+                             name="baseline_preprocessing")
+
+
+def _validate(cfg: dict) -> None:
+    from members.registry import MemberError
+
+    if int(cfg["fc_units"]) < 1:
+        raise MemberError(f"--fc-units must be positive. Received: fc_units={cfg['fc_units']!r}")
+    for key in ("dropout", "flatten_dropout"):
+        if not 0.0 <= float(cfg[key]) < 1.0:
+            raise MemberError(f"--{key.replace('_', '-')} must be in [0, 1). Received: {key}={cfg[key]!r}")
+    if int(cfg["image_size"]) < 16:
+        raise MemberError(f"--image-size must be at least 16 for baseline. Received: image_size={cfg['image_size']!r}")
+
+
+@register_member
+def baseline() -> MemberSpec:
+    """The registry entry of the baseline CNN."""
+    return MemberSpec(
+        name="baseline",
+        description="Paper baseline: 4 conv 3x3x32 (BN, ReLU), 2 max-pools, FC + softmax, 50% dropout; 48x48 in [0,1]",
+        build=build_baseline,
+        defaults={"epochs": 45, "batch_size": 128, "lr": 1e-3, "patience": 8, "lr_patience": 4},
+        options=(
+            MemberOption("fc_units", int, 1024, "width of the fully connected layer"),
+            MemberOption("dropout", float, 0.5, "dropout rate after the fully connected layer"),
+            MemberOption("flatten_dropout", float, 0.0, "dropout rate on the flattened features, before the FC layer"),
+        ),
+        preprocess=baseline_preprocess,
+        validate=_validate,
+    )

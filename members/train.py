@@ -1,0 +1,434 @@
+"""Train one ensemble member: ``python -m members.train NAME [options]``.
+
+Fits on Training; PublicTest drives checkpoint choice, early stopping and LR reduction;
+PrivateTest is only predicted at the end. Writes ``<out>/<run>/``: ``predictions.npz`` (the
+contract of ``ensemble.artifacts``, with TTA views), ``run.json``, ``model.keras`` (best epoch),
+``history.csv``, and the resume files ``last.keras`` / ``state.json`` / ``config.json``.
+A killed run restarted with the same command continues after its last completed epoch; a
+finished run is reported and not retrained. ``--list`` prints the registered members.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ensemble import tta
+from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json, write_predictions
+from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, EpochLine,
+                               ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint, save_model_atomic,
+                               truncate_history)
+from members.data import DataError, class_weights, load_dataset, resolve_data_path
+from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
+from members.pipeline import make_augmentation, make_dataset
+from members.registry import MemberError, MemberOption, MemberSpec, describe_members, get_member
+
+CONFIG_FILE = "config.json"
+RUN_FILES = (PREDICTIONS_FILE, RUN_FILE, BEST_MODEL, BEST_WEIGHTS, LAST_MODEL, STATE_FILE, HISTORY_FILE, CONFIG_FILE)
+
+
+class RunConfigError(ValueError):
+    """The run folder holds a run made with another config or data (a user's mistake)."""
+
+
+# ----------------------------------------------------------------------------- command line
+def _common_parser(add_help: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m members.train", add_help=add_help,
+                                     description="Train one ensemble member on FER2013.")
+    parser.add_argument("member", nargs="?", help="member name (see --list)")
+    parser.add_argument("--list", action="store_true", help="print the registered members and exit")
+    return parser
+
+
+def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
+    """The full parser: common options plus ``spec``'s member-specific options."""
+    parser = _common_parser(add_help=True)
+    add = parser.add_argument
+    add("--data", help="FER2013 CSV (default: $FER2013_DATA, then data/fer2013.csv)")
+    add("--class-weights", action=argparse.BooleanOptionalAction, default=None,
+        help="weight the loss by the balanced class weights of Training")
+    add("--epochs", type=int, help="maximum epochs (member default)")
+    add("--batch-size", type=int, help="training batch size")
+    add("--lr", type=float, help="initial learning rate")
+    add("--image-size", type=int, help="model input size")
+    add("--limit", type=int, help="keep a stratified, seeded N images of each split (smoke runs)")
+    add("--seed", type=int, help="random seed")
+    add("--no-augment", dest="augment", action="store_false", default=None, help="no training augmentation")
+    add("--patience", type=int, help="early-stopping patience in epochs")
+    add("--monitor", choices=("val_accuracy", "val_loss"), help="validation metric for checkpoint/early stop")
+    add("--out", default="artifacts", help="output folder (default: artifacts/)")
+    add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
+    add("--tta-views", default="default",
+        help="comma-separated TTA views, 'default' (10 views) or 'none' (identity only)")
+    add("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's choice)")
+    add("--restart", action="store_true", help="discard an existing run folder's training state and start over")
+    add("--verbose", choices=("auto", "0", "1", "2"), default="auto",
+        help="auto: progress bar on a terminal, one line per epoch otherwise")
+    if spec is not None:
+        group = parser.add_argument_group(f"options of {spec.name}")
+        for opt in spec.options:
+            _add_member_option(group, opt)
+    return parser
+
+
+def _add_member_option(group, opt: MemberOption) -> None:
+    """Declare one member option on the parser (bool options get --x / --no-x)."""
+    if opt.type is bool:
+        group.add_argument(opt.flag, dest=opt.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{opt.help} (default: {opt.default})")
+    else:
+        group.add_argument(opt.flag, dest=opt.name, type=opt.type, choices=opt.choices, default=None,
+                           help=f"{opt.help} (default: {opt.default})")
+
+
+COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
+               "patience", "monitor")
+
+
+def parse_tta_views(text: str) -> list[str]:
+    """View names from ``--tta-views``; ValueError on an unknown view."""
+    if text == "default":
+        return tta.default_views()
+    if text == "none":
+        return ["identity"]
+    return tta.parse_views([v for v in _split_views(text) if v])
+
+
+def _split_views(text: str) -> list[str]:
+    """Split on commas outside parentheses (``shift(2,0),hflip``)."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return out + [cur.strip()]
+
+
+def _check_positive(cfg: dict) -> None:
+    for key in ("epochs", "batch_size", "image_size", "patience"):
+        if int(cfg[key]) < 1:
+            raise MemberError(f"--{key.replace('_', '-')} must be positive. Received: {key}={cfg[key]!r}")
+    if float(cfg["lr"]) <= 0:
+        raise MemberError(f"--lr must be positive. Received: lr={cfg['lr']!r}")
+    if cfg["limit"] is not None and int(cfg["limit"]) < 1:
+        raise MemberError(f"--limit must be positive. Received: limit={cfg['limit']!r}")
+
+
+# ----------------------------------------------------------------------------- run folder
+def _normalise(obj: Any) -> Any:
+    """JSON round trip, so saved and fresh identities compare equal."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _diff(saved: dict, fresh: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(saved) | set(fresh))
+    out = []
+    for k in keys:
+        a, b = saved.get(k), fresh.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def same_run(saved: dict, fresh: dict) -> bool:
+    """Same member, config and data (by content hash when both fingerprints have one, else whole)."""
+    if saved.get("member") != fresh.get("member") or saved.get("config") != fresh.get("config"):
+        return False
+    a, b = saved.get("data_fingerprint") or {}, fresh.get("data_fingerprint") or {}
+    if a.get("sha256") and b.get("sha256"):
+        return a["sha256"] == b["sha256"]
+    return a == b
+
+
+def prepare_run_dir(run_dir: Path, identity: dict, restart: bool) -> str:
+    """Check ``run_dir`` against this run's identity; returns 'fresh', 'resume' or 'complete'.
+
+    Raises:
+        RunConfigError: the folder holds a run with another config and ``restart`` is False.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / CONFIG_FILE
+    saved = json.loads(config_path.read_text()) if config_path.exists() else None
+    if restart or (saved is None and any((run_dir / f).exists() for f in RUN_FILES)):
+        if not restart:
+            raise RunConfigError(f"{run_dir} holds files of an unknown run (no {CONFIG_FILE}); "
+                                 f"use --restart to overwrite or --run-name for another folder")
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        saved = None
+    if saved is not None and not same_run(saved, identity):
+        changes = "; ".join(_diff(saved, identity))
+        raise RunConfigError(f"{run_dir} holds a run made with another config or data ({changes}); rerun with "
+                             f"--restart to start over or choose another --run-name")
+    atomic_write_json(config_path, identity)
+    if (run_dir / PREDICTIONS_FILE).exists() and (run_dir / RUN_FILE).exists():
+        return "complete"
+    if (run_dir / STATE_FILE).exists() and (run_dir / LAST_MODEL).exists():
+        return "resume"
+    for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS, BEST_MODEL, HISTORY_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    return "fresh"
+
+
+# ----------------------------------------------------------------------------- training
+def compile_member(spec: MemberSpec, cfg: dict) -> keras.Model:
+    """Build and compile the member's model from its spec."""
+    model = spec.build(cfg)
+    optimizer = spec.optimizer(cfg) if spec.optimizer else keras.optimizers.Adam(float(cfg["lr"]))
+    loss = spec.loss(cfg) if spec.loss else keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks=()):
+    """Run (or continue) every training phase; returns the final resume state."""
+    phases = spec.training_phases(cfg)
+    epoch, phase_idx = int(state.get("epoch", 0)), int(state.get("phase", 0))
+    phase_start = int(state.get("phase_start", 0))
+    if state.get("phase_done"):
+        phase_idx, phase_start = phase_idx + 1, epoch
+    seconds_before, session_start = float(state.get("train_seconds", 0.0)), time.perf_counter()
+    best, best_epoch = state.get("best"), state.get("best_epoch")
+    restore = state.get("callbacks", {}) if state and not state.get("phase_done") else {}
+    monitor = cfg["monitor"]
+    mode = "max" if "acc" in monitor else "min"
+    augmentation = make_augmentation(cfg["seed"])
+    for idx in range(phase_idx, len(phases)):
+        phase = phases[idx]
+        end = phase_start + int(phase.epochs)
+        if epoch >= end:
+            phase_start = epoch
+            continue
+        if epoch == phase_start and phase.lr is not None:
+            model.optimizer.learning_rate = float(phase.lr)
+        keras.utils.set_random_seed(int(cfg["seed"]) + epoch)
+        train_ds = make_dataset(data.train.x, data.train.y, batch_size=int(cfg["batch_size"]), preprocess=preprocess,
+                                training=True, augment=phase.augment, class_weights=weights,
+                                seed=int(cfg["seed"]) + epoch, augmentation=augmentation)
+        val_ds = make_dataset(data.val.x, data.val.y, batch_size=max(256, int(cfg["batch_size"])),
+                              preprocess=preprocess)
+        rlr = ResumableReduceLROnPlateau(monitor=monitor, mode=mode, factor=float(cfg["lr_factor"]),
+                                         patience=int(cfg["lr_patience"]), min_lr=float(cfg["min_lr"]),
+                                         restore=restore.get("reduce_lr"))
+        stateful = {"reduce_lr": rlr}
+        callbacks = [keras.callbacks.TerminateOnNaN(), rlr]
+        if phase.early_stopping:
+            es = ResumableEarlyStopping(monitor=monitor, mode=mode, patience=int(cfg["patience"]),
+                                        restore=restore.get("early_stopping"))
+            stateful["early_stopping"] = es
+            callbacks.append(es)
+        callbacks.append(keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True))
+        if verbose != 1:
+            callbacks.append(EpochLine(sum(p.epochs for p in phases)))
+
+        def extra_state(idx=idx, start=phase_start, end=end):
+            done = bool(model.stop_training) or checkpoint_epoch[0] + 1 >= end
+            return {"phase": idx, "phase_name": phases[idx].name, "phase_start": start, "phase_done": done,
+                    "train_seconds": seconds_before + time.perf_counter() - session_start}
+
+        checkpoint_epoch = [epoch]
+        checkpoint = RunCheckpoint(run_dir, monitor=monitor, stateful=stateful, best=best, best_epoch=best_epoch,
+                                   extra_state=extra_state)
+        tracker = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: checkpoint_epoch.__setitem__(0, e))
+        truncate_history(run_dir / HISTORY_FILE, epoch)
+        fit_kwargs = dict(epochs=end, initial_epoch=epoch, verbose=1 if verbose == 1 else 0, shuffle=False,
+                          callbacks=[tracker] + callbacks + [checkpoint] + list(extra_callbacks))
+        if len(phases) > 1:
+            print(f"phase {idx + 1}/{len(phases)} {phase.name!r}: epochs {epoch + 1}..{end}, "
+                  f"augment={phase.augment}", flush=True)
+        if spec.fit is not None:
+            spec.fit(model, train_ds, val_ds, **fit_kwargs)
+        else:
+            model.fit(train_ds, validation_data=val_ds, **fit_kwargs)
+        if checkpoint.diverged:
+            print(f"warning: training diverged (NaN/Inf loss) in epoch {checkpoint_epoch[0] + 1}; "
+                  f"keeping the best checkpoint (epoch {checkpoint.best_epoch})", file=sys.stderr, flush=True)
+            state = _read_state(run_dir)
+            state["diverged"] = True
+            return state
+        state = _read_state(run_dir)
+        epoch, best, best_epoch, restore = int(state["epoch"]), state["best"], state["best_epoch"], {}
+        phase_start = epoch
+    return _read_state(run_dir)
+
+
+def _read_state(run_dir: Path) -> dict:
+    path = run_dir / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | os.PathLike, run_name: str,
+                 views: Sequence[str] | None = None, threads: int = 0, restart: bool = False,
+                 verbose: int | None = None, extra_callbacks: Sequence = (), argv: Sequence[str] | None = None) -> Path:
+    """Train (or resume) one run and write its contract files; returns the run folder.
+
+    Args:
+        spec: the member.
+        cfg: resolved config (``spec.resolve_config``).
+        data_path: FER2013 CSV, or None for ``resolve_data_path``'s default.
+        out: output folder; the run goes to ``out/run_name``.
+        run_name: run folder name.
+        views: TTA views written to predictions.npz (default: the 10 default views).
+        threads: TensorFlow intra-op threads (0: default).
+        restart: discard an existing run's state.
+        verbose: 1 progress bar, 0/2 one line per epoch; None: bar on a terminal.
+        extra_callbacks: more Keras callbacks (tests).
+        argv: the command line, recorded in run.json.
+    """
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    views = tta.parse_views(views) if views is not None else tta.default_views()
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else int(verbose)
+    path = resolve_data_path(data_path)
+    data = load_dataset(path)
+    if cfg["limit"]:
+        data = data.limit(int(cfg["limit"]), int(cfg["seed"]))
+    for split, subset in (("Training", data.train), ("PublicTest", data.val), ("PrivateTest", data.test)):
+        if len(subset.y) == 0:
+            raise DataError(f"{path}: no {split} images")
+    run_dir = Path(out) / run_name
+    identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
+    status = prepare_run_dir(run_dir, identity, restart)
+    if status == "complete":
+        print(f"{run_dir}: run already complete ({PREDICTIONS_FILE} and {RUN_FILE} present); nothing to do. "
+              f"Use --restart to train again.", flush=True)
+        return run_dir
+
+    keras.utils.set_random_seed(int(cfg["seed"]))
+    stats = spec.fit_stats(data.train.x, cfg) if spec.fit_stats else {}
+    preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
+    weights = class_weights(data.train.y) if cfg["class_weights"] else None
+    model = compile_member(spec, cfg)
+    state = _read_state(run_dir) if status == "resume" else {}
+    if state:
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(run_dir / LAST_MODEL)
+        print(f"{run_dir}: resuming after epoch {state['epoch']} (best {cfg['monitor']} {state.get('best')} "
+              f"at epoch {state.get('best_epoch')})", flush=True)
+    print(f"{spec.name}: {len(data.train.y)} train / {len(data.val.y)} val / {len(data.test.y)} test images, "
+          f"{model.count_params():,} parameters, run folder {run_dir}", flush=True)
+    state = fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks)
+    if not (run_dir / BEST_WEIGHTS).exists():
+        raise RuntimeError(f"{run_dir}: no checkpoint was saved (training diverged in its first epoch?)")
+    write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights)
+    return run_dir
+
+
+def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights) -> None:
+    """Save the best epoch as model.keras, predict val/test with TTA; write predictions.npz and run.json."""
+    model = spec.build(cfg)  # uncompiled: model.keras carries no optimizer state
+    model.load_weights(run_dir / BEST_WEIGHTS)
+    save_model_atomic(model, run_dir / BEST_MODEL)
+    preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
+    predictor = Predictor(model=model, preprocess=preprocess, output=spec.output)
+    temperature = None
+    if spec.output == "scores":
+        temperature = fit_temperature(predictor.outputs(data.val.x), data.val.y)
+        predictor.temperature = temperature
+    t0 = time.perf_counter()
+    val_probs = predictor.predict_views(data.val.x, views)
+    test_probs = predictor.predict_views(data.test.x, views)
+    tta_seconds = time.perf_counter() - t0
+    write_predictions(run_dir, views, val_probs, data.val.y, data.val.ids, test_probs, data.test.y, data.test.ids)
+    metrics = {
+        "val_acc": accuracy(val_probs[0], data.val.y), "val_loss": cross_entropy(val_probs[0], data.val.y),
+        "test_acc": accuracy(test_probs[0], data.test.y), "test_loss": cross_entropy(test_probs[0], data.test.y),
+        "val_acc_tta": accuracy(tta.merge(val_probs), data.val.y),
+        "test_acc_tta": accuracy(tta.merge(test_probs), data.test.y),
+        "test_loss_tta": cross_entropy(tta.merge(test_probs), data.test.y),
+    }
+    info = {
+        "member": spec.name,
+        "description": spec.description,
+        "class_weights": bool(cfg["class_weights"]),
+        "class_weight_values": weights,
+        "config": cfg,
+        "stats": stats,
+        "output": spec.output,
+        "temperature": temperature,
+        "data": {"path": str(Path(path).resolve()), "fingerprint": data.fingerprint,
+                 "n_train": int(len(data.train.y)), "n_val": int(len(data.val.y)), "n_test": int(len(data.test.y))},
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__},
+        "metrics": metrics,
+        "epochs_trained": int(state.get("epoch", 0)),
+        "best_epoch": state.get("best_epoch"),
+        "monitor": cfg["monitor"],
+        "train_seconds": round(float(state.get("train_seconds", 0.0)), 1),
+        "tta_seconds": round(tta_seconds, 1),
+        "diverged": bool(state.get("diverged", False)),
+        "views": list(views),
+        "command": "python -m members.train " + " ".join(shlex.quote(a) for a in (argv or [])),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(run_dir / RUN_FILE, info)
+    for name in (LAST_MODEL, BEST_WEIGHTS):  # resume files, no longer needed (model.keras holds the best epoch)
+        (run_dir / name).unlink(missing_ok=True)
+    print(f"{run_dir}: best epoch {info['best_epoch']}/{info['epochs_trained']}, "
+          f"val acc {metrics['val_acc']:.4f}, test acc {metrics['test_acc']:.4f} "
+          f"(TTA {metrics['test_acc_tta']:.4f}), test loss {metrics['test_loss']:.4f}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 for a user's mistake)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first, _ = _common_parser(add_help=False).parse_known_args(argv)
+    try:
+        if first.list:
+            for name, description in describe_members():
+                print(f"{name:14s} {description}")
+            return 0
+        spec = get_member(first.member) if first.member else None
+    except MemberError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser(spec)
+    args = parser.parse_args(argv)
+    if spec is None:
+        parser.error("a member name is required (see --list)")
+    try:
+        overrides = {k: getattr(args, k) for k in COMMON_KEYS}
+        overrides.update({o.name: getattr(args, o.name) for o in spec.options})
+        cfg = spec.resolve_config(overrides)
+        _check_positive(cfg)
+        views = parse_tta_views(args.tta_views)
+        run_name = args.run_name or (f"{spec.name}-cw" if cfg["class_weights"] else spec.name)
+        if any(c in run_name for c in "/\\") or run_name.startswith("."):
+            raise MemberError(f"--run-name must be a plain folder name. Received: run_name={run_name!r}")
+        verbose = None if args.verbose == "auto" else int(args.verbose)
+        run_training(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, views=views,
+                     threads=args.threads, restart=args.restart, verbose=verbose, argv=argv)
+    except (MemberError, DataError, RunConfigError, ContractError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if "Received:" in str(exc):  # argument validation of ensemble.tta / members.* (a user's mistake)
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last completed epoch", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

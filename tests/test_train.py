@@ -1,0 +1,177 @@
+"""End-to-end training on a tiny synthetic CSV: contract files, resume, reruns, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ensemble import tta
+from ensemble.artifacts import read_predictions
+from members import registry, train
+from members.callbacks import STATE_FILE, InterruptAfterEpoch, RunCheckpoint, read_history, truncate_history
+from members.data import load_dataset
+from members.inference import fit_temperature, load_run, softmax
+from members.registry import MemberSpec, Phase, get_member, register_member
+from conftest import write_fake_csv
+
+FAST = ["--epochs", "1", "--batch-size", "16", "--verbose", "2", "--seed", "1", "--fc-units", "32"]
+RUN_JSON_KEYS = {"member", "class_weights", "config", "data", "versions", "metrics", "epochs_trained", "train_seconds"}
+
+
+def _train(fake_csv, out, *extra):
+    return train.main(["baseline", "--data", str(fake_csv), "--out", str(out), *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One 1-epoch baseline run on a synthetic CSV (shared by this module's tests), with a spy on
+    the data sets it built: (run folder, faces of each make_dataset call, CSV path)."""
+    root = tmp_path_factory.mktemp("finished")
+    fake_csv = write_fake_csv(root / "fer_fake.csv")
+    seen = []
+    real_make_dataset = train.make_dataset
+
+    def spy(x, y, **kwargs):
+        seen.append(np.asarray(x))
+        return real_make_dataset(x, y, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FER2013_CACHE", str(root / "cache"))
+        patch.setattr(train, "make_dataset", spy)
+        assert _train(fake_csv, root / "artifacts", "--tta-views", "identity,hflip,shift(2,0)") == 0
+    return root / "artifacts" / "baseline", seen, fake_csv
+
+
+def test_one_epoch_writes_a_valid_contract(finished_run):
+    run_dir, _, fake_csv = finished_run
+    preds = read_predictions(run_dir)
+    assert preds.views == ("identity", "hflip", "shift(2,0)")
+    assert preds.val.probs.shape == (3, 21, 7) and preds.test.probs.shape == (3, 21, 7)
+    assert preds.val.probs.dtype == np.float32
+    assert sorted(np.bincount(preds.test.labels)) == [3] * 7
+    info = json.loads((run_dir / "run.json").read_text())
+    assert RUN_JSON_KEYS <= set(info)
+    assert info["member"] == "baseline" and info["class_weights"] is False
+    assert info["epochs_trained"] == 1 and info["config"]["epochs"] == 1
+    assert set(info["versions"]) >= {"python", "tensorflow", "keras", "numpy"}
+    assert set(info["metrics"]) >= {"val_acc", "val_loss", "test_acc", "test_loss"}
+    assert info["data"]["path"].endswith(fake_csv.name) and info["data"]["fingerprint"]
+    assert info["metrics"]["test_acc"] == pytest.approx(np.mean(preds.test.probs[0].argmax(1) == preds.test.labels))
+    for name in ("model.keras", "history.csv"):
+        assert (run_dir / name).is_file()
+    assert not (run_dir / "last.keras").exists() and not (run_dir / "best.weights.h5").exists()
+
+
+def test_the_test_split_never_reaches_training(finished_run):
+    run_dir, seen, _ = finished_run
+    preds = read_predictions(run_dir)
+    assert len(seen) == 2  # the training and validation data sets, nothing else
+    assert [len(x) for x in seen] == [42, 21]
+    data = load_dataset(json.loads((run_dir / "run.json").read_text())["data"]["path"])
+    np.testing.assert_array_equal(seen[1], data.val.x)
+    np.testing.assert_array_equal(preds.val.ids, data.val.ids)
+    assert not any(np.array_equal(x, data.test.x) for x in seen)
+
+
+def test_reloaded_run_reproduces_its_saved_predictions(finished_run):
+    run_dir, _, _ = finished_run
+    preds = read_predictions(run_dir)
+    data = load_dataset(preds.info["data"]["path"])
+    predictor = load_run(run_dir)
+    probs = predictor.predict_views(data.test.x, preds.views, batch_size=8)
+    np.testing.assert_allclose(probs, preds.test.probs, atol=1e-5)
+    flipped = predictor.predict(tta.apply_view(data.test.x, "hflip"))
+    np.testing.assert_allclose(flipped, preds.test.probs[1], atol=1e-5)
+
+
+def test_rerun_of_a_finished_run_does_nothing(finished_run, capsys):
+    run_dir, _, fake_csv = finished_run
+    before = (run_dir / "predictions.npz").stat().st_mtime_ns
+    assert train.main(["baseline", "--data", str(fake_csv), "--out", str(run_dir.parent), *FAST,
+                       "--tta-views", "identity,hflip,shift(2,0)"]) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert (run_dir / "predictions.npz").stat().st_mtime_ns == before
+
+
+def test_config_change_is_refused_with_the_difference(finished_run, capsys):
+    run_dir, _, fake_csv = finished_run
+    code = train.main(["baseline", "--data", str(fake_csv), "--out", str(run_dir.parent), *FAST, "--lr", "0.01"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "lr" in err and "--restart" in err and "Traceback" not in err
+
+
+def test_missing_data_is_one_clear_error(tmp_path, capsys):
+    assert train.main(["baseline", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "nope.csv" in err and "Traceback" not in err
+
+
+def test_interrupted_fit_resumes_after_its_last_epoch(fake_csv, tmp_path, capsys):
+    spec = get_member("baseline")
+    cfg = spec.resolve_config({"epochs": 3, "batch_size": 16, "class_weights": True, "seed": 2, "fc_units": 32})
+    kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="resume", views=["identity"], verbose=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
+    run_dir = tmp_path / "resume"
+    state = json.loads((run_dir / STATE_FILE).read_text())
+    assert state["epoch"] == 1 and not (run_dir / "predictions.npz").exists()
+    assert [r["epoch"] for r in read_history(run_dir / "history.csv")] == [0]
+    capsys.readouterr()
+    train.run_training(spec, cfg, **kwargs)
+    out = capsys.readouterr().out
+    assert "resuming after epoch 1" in out
+    epoch_lines = [line.split(" - ")[0] for line in out.splitlines() if line.startswith("epoch ")]
+    assert epoch_lines == ["epoch 2/3", "epoch 3/3"]
+    assert [r["epoch"] for r in read_history(run_dir / "history.csv")] == [0, 1, 2]
+    info = read_predictions(run_dir).info
+    assert info["epochs_trained"] == 3 and info["class_weights"] is True
+    assert info["class_weight_values"] and info["train_seconds"] > 0
+
+
+def test_resume_crosses_a_phase_boundary(fake_csv, tmp_path, capsys, monkeypatch):
+    registry.discover_members()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    base = get_member("baseline")
+    spec = register_member(MemberSpec(
+        name="phased", description="baseline in two phases", build=base.build, options=base.options,
+        preprocess=base.preprocess, output="scores",
+        phases=lambda cfg: [Phase("augmented", 1), Phase("plain", 1, augment=False, lr=1e-4)]))
+    cfg = spec.resolve_config({"batch_size": 16, "fc_units": 16})
+    kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="phased", views=["identity"], verbose=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
+    state = json.loads((tmp_path / "phased" / STATE_FILE).read_text())
+    assert state["phase"] == 0 and state["phase_done"] is True
+    capsys.readouterr()
+    train.run_training(spec, cfg, **kwargs)
+    out = capsys.readouterr().out
+    assert "phase 2/2 'plain'" in out and "phase 1/2" not in out
+    history = read_history(tmp_path / "phased" / "history.csv")
+    assert [r["epoch"] for r in history] == [0, 1]
+    assert history[1]["learning_rate"] == pytest.approx(1e-4)
+    info = read_predictions(tmp_path / "phased").info
+    assert info["output"] == "scores" and info["temperature"] > 0
+
+
+def test_checkpoint_skips_a_nan_epoch(tmp_path):
+    checkpoint = RunCheckpoint(tmp_path)
+    checkpoint.on_epoch_end(0, {"loss": float("nan"), "val_accuracy": 0.5})
+    assert checkpoint.diverged and not (tmp_path / STATE_FILE).exists()
+
+
+def test_truncate_history_drops_rows_of_unsaved_epochs(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n0,1.5\n1,1.2\n2,1.1\n")
+    truncate_history(path, 2)
+    assert path.read_text().splitlines() == ["epoch,loss", "0,1.5", "1,1.2"]
+
+
+def test_fit_temperature_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 7)) * 2.0
+    probs = softmax(logits).astype(np.float64)
+    labels = np.array([rng.choice(7, p=p / p.sum()) for p in probs])
+    assert fit_temperature(logits * 3.0, labels) == pytest.approx(3.0, rel=0.1)
