@@ -73,6 +73,8 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
         help="comma-separated TTA views, 'default' (10 views) or 'none' (identity only)")
     add("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's choice)")
     add("--restart", action="store_true", help="discard an existing run folder's training state and start over")
+    add("--check", action="store_true",
+        help="check the member, options, weights, data and run folder, then exit without training")
     add("--verbose", choices=("auto", "0", "1", "2"), default="auto",
         help="auto: progress bar on a terminal, one line per epoch otherwise")
     if spec is not None:
@@ -274,6 +276,44 @@ def _read_state(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def load_training_data(cfg: dict, data_path: str | None):
+    """``(path, dataset)`` for a run: the resolved data path, limited per ``cfg``, every split non-empty."""
+    path = resolve_data_path(data_path)
+    data = load_dataset(path)
+    if cfg["limit"]:
+        data = data.limit(int(cfg["limit"]), int(cfg["seed"]))
+    for split, subset in (("Training", data.train), ("PublicTest", data.val), ("PrivateTest", data.test)):
+        if len(subset.y) == 0:
+            raise DataError(f"{path}: no {split} images")
+    return path, data
+
+
+def check_run(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | os.PathLike, run_name: str,
+              restart: bool = False) -> str:
+    """What ``run_training`` checks before training, with nothing trained or written.
+
+    The member's ``validate`` (options, weight files) already ran in ``resolve_config``; this adds
+    the data (loaded, limited, every split present) and an existing run folder's config.
+
+    Returns:
+        A one-line status: the run would start fresh, resume, or is already complete.
+    """
+    path, data = load_training_data(cfg, data_path)
+    run_dir = Path(out) / run_name
+    identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
+    config_path = run_dir / CONFIG_FILE
+    status = "new run"
+    if config_path.exists() and not restart:
+        saved = json.loads(config_path.read_text())
+        if not same_run(saved, identity):
+            changes = "; ".join(_diff(saved, identity))
+            raise RunConfigError(f"{run_dir} holds a run made with another config or data ({changes}); rerun with "
+                                 f"--restart to start over or choose another --run-name")
+        done = (run_dir / PREDICTIONS_FILE).exists() and (run_dir / RUN_FILE).exists()
+        status = "complete, will be skipped" if done else "will resume"
+    return f"{run_name}: ok ({spec.name}, {len(data.train.y)}/{len(data.val.y)}/{len(data.test.y)} images from {path}; {status})"
+
+
 def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | os.PathLike, run_name: str,
                  views: Sequence[str] | None = None, threads: int = 0, restart: bool = False,
                  verbose: int | None = None, extra_callbacks: Sequence = (), argv: Sequence[str] | None = None) -> Path:
@@ -297,13 +337,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     views = tta.parse_views(views) if views is not None else tta.default_views()
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else int(verbose)
-    path = resolve_data_path(data_path)
-    data = load_dataset(path)
-    if cfg["limit"]:
-        data = data.limit(int(cfg["limit"]), int(cfg["seed"]))
-    for split, subset in (("Training", data.train), ("PublicTest", data.val), ("PrivateTest", data.test)):
-        if len(subset.y) == 0:
-            raise DataError(f"{path}: no {split} images")
+    path, data = load_training_data(cfg, data_path)
     run_dir = Path(out) / run_name
     identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
     status = prepare_run_dir(run_dir, identity, restart)
@@ -414,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(c in run_name for c in "/\\") or run_name.startswith("."):
             raise MemberError(f"--run-name must be a plain folder name. Received: run_name={run_name!r}")
         verbose = None if args.verbose == "auto" else int(args.verbose)
+        if args.check:
+            print(check_run(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, restart=args.restart))
+            return 0
         run_training(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, views=views,
                      threads=args.threads, restart=args.restart, verbose=verbose, argv=argv)
     except (MemberError, DataError, RunConfigError, ContractError) as exc:
