@@ -15,66 +15,34 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensemble import tta
+from ensemble import metrics, tta
+from ensemble.metrics import accuracy
+from ensemble.metrics import nll as cross_entropy
 from ensemble.artifacts import ContractError, read_run_info
 
 DEFAULT_BATCH = 1024
 
 
-def softmax(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``z / temperature`` in float64, returned as float32."""
+def softmax(z: np.ndarray, temperature: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Row-wise softmax of ``z / temperature``, computed in float64 and returned as ``dtype``."""
     z = np.asarray(z, dtype=np.float64) / float(temperature)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Share of rows whose arg-max is the label."""
-    return float(np.mean(np.argmax(probs, axis=-1) == labels)) if len(labels) else float("nan")
-
-
-def cross_entropy(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean negative log-probability of the true class (probabilities clipped at ``eps``)."""
-    if not len(labels):
-        return float("nan")
-    p = np.clip(np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), labels], eps, 1.0)
-    return float(-np.mean(np.log(p)))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(dtype)
 
 
 def fit_temperature(scores: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (1e-2, 1e2)) -> float:
     """Temperature T minimising the cross-entropy of ``softmax(scores / T)`` on labelled data.
 
-    Args:
-        scores: (N, 7) linear scores (logits or SVM outputs).
-        labels: (N,) int labels.
-        bounds: search interval for T.
-
-    Returns:
-        The fitted temperature (golden-section search on log T, then clipped to ``bounds``).
+    ``softmax(log softmax(s) / T) == softmax(s / T)``, so this is the aggregator's probability
+    temperature (``ensemble.metrics.fit_temperature``) applied to ``softmax(scores)``.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
     if scores.ndim != 2 or len(scores) != len(labels) or not len(labels):
-        raise ValueError(f"scores must be (N, C) with N labels. Received: scores {scores.shape}, labels {labels.shape}")
-
-    def nll(log_t: float) -> float:
-        return cross_entropy(softmax(scores, np.exp(log_t)), labels, eps=1e-12)
-
-    lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(60):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = nll(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = nll(b)
-    return float(np.exp((lo + hi) / 2.0))
+        raise ValueError(f"scores must be (N, C) with N labels. Received: scores {scores.shape}, "
+                         f"labels {np.shape(labels)}")
+    return metrics.fit_temperature(softmax(scores, dtype=np.float64), np.asarray(labels, dtype=np.int64),
+                                   bounds=bounds)
 
 
 @dataclass
