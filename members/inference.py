@@ -70,7 +70,7 @@ class Predictor:
 
         model, preprocess = self.model, self.preprocess
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def forward(x):
             x = to_float_batch(x)
             if preprocess is not None:
