@@ -256,7 +256,7 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
             print(f"phase {idx + 1}/{len(phases)} {phase.name!r}: epochs {epoch + 1}..{end}, "
                   f"augment={phase.augment}", flush=True)
         if spec.fit is not None:
-            spec.fit(model, train_ds, val_ds, **fit_kwargs)
+            spec.fit(model, train_ds, val_ds, cfg=cfg, **fit_kwargs)
         else:
             model.fit(train_ds, validation_data=val_ds, **fit_kwargs)
         if checkpoint.diverged:

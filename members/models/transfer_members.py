@@ -40,8 +40,6 @@ DEFAULT_FREEZE = {"vgg16": BASE_LAYERS["vgg16"], "resnet50": transfer.FREEZE_LAY
                   "senet50": transfer.FREEZE_LAYERS}
 DEFAULT_IMAGE_SIZE = 197
 CACHE_DTYPES = ("float32", "float16")
-# The attribute of a built model holding its config, read by the ``fit`` hook (which gets no cfg).
-CONFIG_ATTR = "_fer_member_config"
 DESCRIPTIONS = {
     "resnet50": "VGGFace2 ResNet50 fine-tuned (paper): 170 layers frozen, FC 4096-1024 + softmax, SGD 0.01 "
                 "m0.9, batch 32, 197x197",
@@ -65,7 +63,6 @@ def build_member_model(arch: str, cfg: dict) -> keras.Model:
     except VGGFaceWeightsError as err:
         raise MemberError(f"{err} Received: weights={cfg['weights']!r}, weights_path={cfg['weights_path']!r}") \
             from None
-    object.__setattr__(model, CONFIG_ATTR, dict(cfg))  # untracked by Keras: not saved with the model
     return model
 
 
@@ -84,9 +81,8 @@ def member_phases(cfg: dict) -> list[Phase]:
     return [Phase("train", int(cfg["epochs"]), augment=bool(cfg["augment"]) and not cfg["cache_frozen"])]
 
 
-def member_fit(model, train, val, **fit_kwargs):
-    """``model.fit``, or training on cached frozen features when the model's config asks for it."""
-    cfg = getattr(model, CONFIG_ATTR, None) or {}
+def member_fit(model, train, val, *, cfg: dict, **fit_kwargs):
+    """``model.fit``, or training on cached frozen features with ``--cache-frozen``."""
     if not cfg.get("cache_frozen"):
         return model.fit(train, validation_data=val, **fit_kwargs)
     from members.frozen_cache import fit_with_frozen_cache
