@@ -19,6 +19,7 @@ numpy only: the aggregator must start without a deep-learning framework.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import tempfile
@@ -150,7 +151,7 @@ def write_predictions(
 
 def write_eval(run_dir: str | os.PathLike, name: str, views, probs, labels, ids) -> Path:
     """Validate and atomically write ``run_dir/eval-NAME.npz``; returns its path."""
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
+    if not is_valid_eval_name(name):
         raise ContractError(f"invalid evaluation name {name!r}: use letters, digits, '-' or '_'")
     path = Path(run_dir) / f"eval-{name}.npz"
     arrays = {
@@ -163,6 +164,12 @@ def write_eval(run_dir: str | os.PathLike, name: str, views, probs, labels, ids)
     validate_arrays(arrays, path, splits=("",))
     atomic_savez(path, **arrays)
     return path
+
+
+def is_valid_eval_name(name: str) -> bool:
+    """Whether ``name`` can name ``eval-NAME.npz``: non-empty, no path separator, space or leading dot."""
+    return bool(name) and not any(c in name for c in "/\\") and not name.startswith(".") \
+        and not any(c.isspace() for c in name)
 
 
 def _key(split: str, name: str) -> str:
@@ -274,3 +281,8 @@ def find_runs(artifacts_dir: str | os.PathLike) -> list[Path]:
     return sorted(
         p for p in root.iterdir() if p.is_dir() and ((p / PREDICTIONS_FILE).exists() or (p / RUN_FILE).exists())
     ) if root.is_dir() else []
+
+
+def match_runs(run_dirs: list[Path], pattern: str) -> list[Path]:
+    """The run folders whose name matches the shell ``pattern`` (case-sensitive), in the given order."""
+    return [d for d in run_dirs if fnmatch.fnmatchcase(d.name, pattern)]

@@ -27,7 +27,6 @@ Choices where the specification is silent:
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 
 from ensemble import metrics, report, voting
 from ensemble.artifacts import CLASS_TITLES, CLASSES, NUM_CLASSES, PREDICTIONS_FILE, ContractError, \
-    RunPredictions, find_runs, read_eval, read_predictions
+    RunPredictions, find_runs, match_runs, read_eval, read_predictions
 
 TTA_MODES = ("none", "flip", "all")
 SELECT_MODES = ("all", "greedy")
@@ -85,11 +84,12 @@ def load_runs(artifacts_dir: Path, patterns: Sequence[str] | None = None,
     if not dirs:
         raise CombineError(f"no runs in {artifacts_dir}: expected sub-folders holding {PREDICTIONS_FILE} and run.json")
     if patterns:
-        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(d.name, p) for d in dirs)]
+        unmatched = [p for p in patterns if not match_runs(dirs, p)]
         if unmatched:
             raise CombineError(f"--runs pattern(s) {unmatched} match no run in {artifacts_dir}; runs: "
                                f"{[d.name for d in dirs]}")
-        dirs = [d for d in dirs if any(fnmatch.fnmatchcase(d.name, p) for p in patterns)]
+        chosen = {d for p in patterns for d in match_runs(dirs, p)}
+        dirs = [d for d in dirs if d in chosen]
     runs, skipped = [], []
     for d in dirs:
         try:

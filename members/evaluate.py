@@ -21,7 +21,6 @@ are shared with ``members.predict`` and ``members.export``.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import os
 import sys
 import time
@@ -31,7 +30,8 @@ from typing import Sequence
 import numpy as np
 
 from ensemble import tta
-from ensemble.artifacts import CLASSES, PREDICTIONS_FILE, ContractError, find_runs, read_run_info, write_eval
+from ensemble.artifacts import (CLASSES, PREDICTIONS_FILE, ContractError, find_runs, is_valid_eval_name, match_runs,
+                                read_run_info, write_eval)
 
 SPLITS = {"train": "Training", "val": "PublicTest", "test": "PrivateTest", "all": None}
 DEFAULT_ARTIFACTS = "artifacts"
@@ -70,7 +70,7 @@ def resolve_runs(runs: Sequence[str] | None, artifacts: str | os.PathLike = DEFA
             elif (root / entry).is_dir():
                 chosen.append(root / entry)
             elif any(c in entry for c in "*?["):
-                matched = [d for d in available if fnmatch.fnmatchcase(d.name, entry)]
+                matched = match_runs(available, entry)
                 if not matched:
                     raise RunSelectionError(f"--runs pattern {entry!r} matches no run in {root}; runs: "
                                             f"{[d.name for d in available]}")
@@ -114,7 +114,7 @@ def saved_views(run_dir: str | os.PathLike) -> list[str]:
 
 def check_eval_name(name: str) -> str:
     """The evaluation name, validated the way ``write_eval`` validates it."""
-    if not name or any(c in name for c in "/\\") or name.startswith(".") or any(c.isspace() for c in name):
+    if not is_valid_eval_name(name):
         raise ValueError(f"--name must be a plain name (letters, digits, '-', '_'), used as eval-NAME.npz. "
                          f"Received: name={name!r}")
     return name
