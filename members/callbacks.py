@@ -71,44 +71,41 @@ def monitor_mode(monitor: str) -> str:
     return "max" if "acc" in monitor else "min"
 
 
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+class _RestoresCounters:
+    """Mixin for Keras callbacks whose ``best`` and integer ``COUNTERS`` survive a restart."""
+
+    COUNTERS: tuple[str, ...] = ("wait",)
+
+    def __init__(self, *args, restore: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._restore = restore
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._restore:
+            for name in self.COUNTERS:
+                setattr(self, name, int(self._restore.get(name, 0)))
+            self.best = self._restore.get("best")
+
+    def state(self) -> dict:
+        """Counters to save in state.json."""
+        return {"best": _float_or_none(self.best), **{name: int(getattr(self, name)) for name in self.COUNTERS}}
+
+
+class ResumableEarlyStopping(_RestoresCounters, keras.callbacks.EarlyStopping):
     """EarlyStopping whose counters survive a restart (``state()`` / ``restore``)."""
 
-    def __init__(self, *args, restore: dict | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._restore = restore
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._restore:
-            self.wait = int(self._restore.get("wait", 0))
-            self.best = self._restore.get("best")
-            self.best_epoch = int(self._restore.get("best_epoch", 0))
+    COUNTERS = ("wait", "best_epoch")
 
     def state(self) -> dict:
-        """Counters to save in state.json."""
-        return {"wait": int(self.wait), "best": _float_or_none(self.best), "best_epoch": int(self.best_epoch),
-                "stopped": bool(self.stopped_epoch)}
+        """Counters to save in state.json, and whether training was stopped."""
+        return {**super().state(), "stopped": bool(self.stopped_epoch)}
 
 
-class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+class ResumableReduceLROnPlateau(_RestoresCounters, keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau whose counters survive a restart (``state()`` / ``restore``)."""
 
-    def __init__(self, *args, restore: dict | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._restore = restore
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._restore:
-            self.wait = int(self._restore.get("wait", 0))
-            self.best = self._restore.get("best")
-            self.cooldown_counter = int(self._restore.get("cooldown_counter", 0))
-
-    def state(self) -> dict:
-        """Counters to save in state.json."""
-        return {"wait": int(self.wait), "best": _float_or_none(self.best),
-                "cooldown_counter": int(self.cooldown_counter)}
+    COUNTERS = ("wait", "cooldown_counter")
 
 
 class RunCheckpoint(keras.callbacks.Callback):
