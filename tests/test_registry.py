@@ -142,3 +142,16 @@ def test_baseline_rejects_bad_option_values(capsys, fake_csv, tmp_path):
     assert "dropout=1.5" in capsys.readouterr().err
     assert main(["baseline", "--data", str(fake_csv), "--epochs", "0", "--out", str(tmp_path)]) == 2
     assert "epochs=0" in capsys.readouterr().err
+
+
+def test_baseline_optimizer_option_picks_adam_or_nesterov_sgd(capsys, fake_csv, tmp_path):
+    spec = get_member("baseline")
+    adam = spec.optimizer(spec.resolve_config({"lr": 0.002}))
+    assert isinstance(adam, keras.optimizers.Adam)
+    assert float(keras.ops.convert_to_numpy(adam.learning_rate)) == pytest.approx(0.002)
+    sgd = spec.optimizer(spec.resolve_config({"optimizer": "sgd", "lr": 0.01}))
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == pytest.approx(0.9)
+    assert float(keras.ops.convert_to_numpy(sgd.learning_rate)) == pytest.approx(0.01)
+    with pytest.raises(SystemExit) as info:
+        main(["baseline", "--data", str(fake_csv), "--optimizer", "rmsprop", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "rmsprop" in capsys.readouterr().err

@@ -5,6 +5,9 @@ with a FC layer and softmax layer; batchnorm and fifty percent dropout."  Here: 
 (conv 3x3x32 -> BN -> ReLU) x 2 -> max-pool 2x2, then optional dropout (``--flatten-dropout``, 0), a
 fully connected layer (``--fc-units``, 1024) with batch normalisation and ReLU, 50 % dropout
 (``--dropout``) and a 7-way softmax. Input 48x48x1 rescaled to [0, 1].
+
+The paper names no optimiser; ``--optimizer adam`` (default, lr 1e-3) or ``sgd`` (momentum 0.9,
+Nesterov; give it ``--lr 0.01``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,13 @@ def baseline_preprocess(cfg: dict, stats: dict) -> FacePreprocessing:
                              name="baseline_preprocessing")
 
 
+def baseline_optimizer(cfg: dict):
+    """Adam, or SGD with Nesterov momentum 0.9, at ``cfg["lr"]``."""
+    if cfg["optimizer"] == "sgd":
+        return keras.optimizers.SGD(float(cfg["lr"]), momentum=0.9, nesterov=True)
+    return keras.optimizers.Adam(float(cfg["lr"]))
+
+
 def _validate(cfg: dict) -> None:
     from members.registry import MemberError
 
@@ -81,7 +91,9 @@ def baseline() -> MemberSpec:
             MemberOption("fc_units", int, 1024, "width of the fully connected layer"),
             MemberOption("dropout", float, 0.5, "dropout rate after the fully connected layer"),
             MemberOption("flatten_dropout", float, 0.0, "dropout rate on the flattened features, before the FC layer"),
+            MemberOption("optimizer", str, "adam", "adam, or sgd with Nesterov momentum 0.9", choices=("adam", "sgd")),
         ),
+        optimizer=baseline_optimizer,
         preprocess=baseline_preprocess,
         validate=_validate,
     )
