@@ -333,8 +333,9 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         argv: the command line, recorded in run.json.
     """
     if threads:
+        # Intra-op only: a one-thread inter-op pool can deadlock the input iterator against the
+        # train step (seen here: a --threads 1 run hung for good after epoch 5).
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     views = tta.parse_views(views) if views is not None else tta.default_views()
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else int(verbose)
     path, data = load_training_data(cfg, data_path)
