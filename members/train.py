@@ -159,15 +159,30 @@ def same_run(saved: dict, fresh: dict) -> bool:
     return a == b
 
 
-def prepare_run_dir(run_dir: Path, identity: dict, restart: bool) -> str:
+def read_identity(config_path: Path, defaults: dict | None = None) -> dict:
+    """A run folder's saved identity, with options added since it was saved at their defaults.
+
+    A run made before a member gained an option was made with that option's default, so it still
+    resumes (and ``run_all.sh`` still skips it when complete) after an upgrade.
+    """
+    saved = json.loads(config_path.read_text())
+    if defaults and isinstance(saved.get("config"), dict):
+        missing = {k: v for k, v in defaults.items() if k not in saved["config"]}
+        saved["config"] = {**_normalise(missing), **saved["config"]}
+    return saved
+
+
+def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, defaults: dict | None = None) -> str:
     """Check ``run_dir`` against this run's identity; returns 'fresh', 'resume' or 'complete'.
+
+    ``defaults`` (the member's default config) fills options missing from an older saved config.
 
     Raises:
         RunConfigError: the folder holds a run with another config and ``restart`` is False.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / CONFIG_FILE
-    saved = json.loads(config_path.read_text()) if config_path.exists() else None
+    saved = read_identity(config_path, defaults) if config_path.exists() else None
     if restart or (saved is None and any((run_dir / f).exists() for f in RUN_FILES)):
         if not restart:
             raise RunConfigError(f"{run_dir} holds files of an unknown run (no {CONFIG_FILE}); "
@@ -304,7 +319,7 @@ def check_run(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | 
     config_path = run_dir / CONFIG_FILE
     status = "new run"
     if config_path.exists() and not restart:
-        saved = json.loads(config_path.read_text())
+        saved = read_identity(config_path, spec.default_config())
         if not same_run(saved, identity):
             changes = "; ".join(_diff(saved, identity))
             raise RunConfigError(f"{run_dir} holds a run made with another config or data ({changes}); rerun with "
@@ -341,7 +356,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     path, data = load_training_data(cfg, data_path)
     run_dir = Path(out) / run_name
     identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
-    status = prepare_run_dir(run_dir, identity, restart)
+    status = prepare_run_dir(run_dir, identity, restart, spec.default_config())
     if status == "complete":
         print(f"{run_dir}: run already complete ({PREDICTIONS_FILE} and {RUN_FILE} present); nothing to do. "
               f"Use --restart to train again.", flush=True)

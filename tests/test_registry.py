@@ -155,3 +155,22 @@ def test_baseline_optimizer_option_picks_adam_or_nesterov_sgd(capsys, fake_csv, 
     with pytest.raises(SystemExit) as info:
         main(["baseline", "--data", str(fake_csv), "--optimizer", "rmsprop", "--out", str(tmp_path)])
     assert info.value.code == 2 and "rmsprop" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pool_after, order", [
+    ("2,4", ["Conv2D", "Conv2D", "MaxPooling2D", "Conv2D", "Conv2D", "MaxPooling2D"]),
+    ("1,2", ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "Conv2D"]),
+])
+def test_baseline_pool_after_places_the_two_pools(pool_after, order):
+    spec = get_member("baseline")
+    model = spec.build(spec.resolve_config({"pool_after": pool_after}))
+    layers = [l for l in model.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
+    assert [type(l).__name__ for l in layers] == order
+    assert model.get_layer("flatten").output.shape[1:] == (12 * 12 * 32,)  # same FC input either way
+
+
+@pytest.mark.parametrize("bad", ["2", "2,2", "0,4", "1,5", "a,b", "1,2,3"])
+def test_baseline_rejects_bad_pool_after(bad):
+    spec = get_member("baseline")
+    with pytest.raises(MemberError, match=r"--pool-after .*Received: pool_after="):
+        spec.resolve_config({"pool_after": bad})

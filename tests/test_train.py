@@ -103,6 +103,25 @@ def test_config_change_is_refused_with_the_difference(finished_run, capsys):
     assert "lr" in err and "--restart" in err and "Traceback" not in err
 
 
+def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, capsys, tmp_path):
+    """An option added after a run was made does not orphan the run, unless a user sets it."""
+    import shutil
+
+    run_dir, _, fake_csv = finished_run
+    old = tmp_path / "artifacts" / "baseline"
+    shutil.copytree(run_dir, old)
+    saved = json.loads((old / "config.json").read_text())
+    del saved["config"]["pool_after"], saved["config"]["optimizer"]  # as written before both options existed
+    (old / "config.json").write_text(json.dumps(saved))
+    args = ["baseline", "--data", str(fake_csv), "--out", str(old.parent), *FAST, "--tta-views", "identity,hflip,shift(2,0)"]
+    assert train.main([*args, "--check"]) == 0
+    assert "complete, will be skipped" in capsys.readouterr().out
+    assert train.main(args) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert train.main([*args, "--pool-after", "1,2"]) == 2
+    assert "pool_after: '2,4' -> '1,2'" in capsys.readouterr().err
+
+
 def test_missing_data_is_one_clear_error(tmp_path, capsys):
     assert train.main(["baseline", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -1,8 +1,11 @@
 """The baseline CNN of the reference ensemble paper.
 
 "Four 3x3x32 same-padding ReLU filters, interleaved with two 2x2 MaxPool layers, completed
-with a FC layer and softmax layer; batchnorm and fifty percent dropout."  Here: two blocks of
-(conv 3x3x32 -> BN -> ReLU) x 2 -> max-pool 2x2, then optional dropout (``--flatten-dropout``, 0), a
+with a FC layer and softmax layer; batchnorm and fifty percent dropout."  Here: four (conv 3x3x32
+-> BN -> ReLU) layers with a 2x2 max-pool after the convolutions named by ``--pool-after`` (default
+``2,4``: conv conv pool conv conv pool; ``1,2`` reads "interleaved" as conv pool conv pool conv conv,
+which sees 26-pixel instead of 16-pixel patches at a quarter of the cost), then optional dropout
+(``--flatten-dropout``, 0), a
 fully connected layer (``--fc-units``, 1024) with batch normalisation and ReLU, 50 % dropout
 (``--dropout``) and a 7-way softmax. Input 48x48x1 rescaled to [0, 1].
 
@@ -21,20 +24,31 @@ NUM_CLASSES = 7
 FILTERS = 32
 
 
-def conv_block(x, filters: int, name: str):
-    """Two (3x3 same-padding conv -> batch norm -> ReLU) layers, then 2x2 max-pooling."""
-    for i in (1, 2):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
-        x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
-    return keras.layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+def parse_pool_after(text) -> tuple[int, int]:
+    """The two convolutions (1-4) followed by a max-pool, from ``"2,4"``; raises ValueError."""
+    try:
+        pools = tuple(sorted(int(p) for p in str(text).split(",")))
+    except ValueError:
+        pools = ()
+    if len(pools) != 2 or pools[0] == pools[1] or not all(1 <= p <= 4 for p in pools):
+        raise ValueError(f"--pool-after takes two different convolution numbers from 1 to 4, such as 2,4. "
+                         f"Received: pool_after={text!r}")
+    return pools
+
+
+def conv_layer(x, filters: int, name: str, index: int):
+    """One 3x3 same-padding convolution -> batch norm -> ReLU, named ``{name}_conv{index}`` etc."""
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn{index}")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu{index}")(x)
 
 
 def build_baseline(cfg: dict) -> keras.Model:
     """The baseline CNN on (image_size, image_size, 1) inputs in [0, 1].
 
     Args:
-        cfg: resolved config; uses ``image_size``, ``fc_units``, ``dropout``, ``flatten_dropout``.
+        cfg: resolved config; uses ``image_size``, ``pool_after``, ``fc_units``, ``dropout``,
+            ``flatten_dropout``.
 
     Returns:
         An uncompiled ``keras.Model`` with a 7-way softmax output.
@@ -42,8 +56,14 @@ def build_baseline(cfg: dict) -> keras.Model:
     size, units, rate = int(cfg["image_size"]), int(cfg["fc_units"]), float(cfg["dropout"])
     flatten_rate = float(cfg["flatten_dropout"])
     inputs = keras.Input((size, size, 1), name="face")
-    x = conv_block(inputs, FILTERS, "block1")
-    x = conv_block(x, FILTERS, "block2")
+    pools = parse_pool_after(cfg["pool_after"])
+    x, block, index = inputs, 1, 1  # layers named blockB_convI, blockB_pool: a pool closes a block
+    for conv in range(1, 5):
+        x = conv_layer(x, FILTERS, f"block{block}", index)
+        index += 1
+        if conv in pools:
+            x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+            block, index = block + 1, 1
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(flatten_rate, name="flatten_dropout")(x)
     x = keras.layers.Dense(units, use_bias=False, name="fc")(x)
@@ -75,6 +95,10 @@ def _validate(cfg: dict) -> None:
     for key in ("dropout", "flatten_dropout"):
         if not 0.0 <= float(cfg[key]) < 1.0:
             raise MemberError(f"--{key.replace('_', '-')} must be in [0, 1). Received: {key}={cfg[key]!r}")
+    try:
+        parse_pool_after(cfg["pool_after"])
+    except ValueError as err:
+        raise MemberError(str(err)) from None
     if int(cfg["image_size"]) < 16:
         raise MemberError(f"--image-size must be at least 16 for baseline. Received: image_size={cfg['image_size']!r}")
 
@@ -88,6 +112,7 @@ def baseline() -> MemberSpec:
         build=build_baseline,
         defaults={"epochs": 45, "batch_size": 128, "lr": 1e-3, "patience": 8, "lr_patience": 4},
         options=(
+            MemberOption("pool_after", str, "2,4", "the two convolutions (1-4) followed by a 2x2 max-pool"),
             MemberOption("fc_units", int, 1024, "width of the fully connected layer"),
             MemberOption("dropout", float, 0.5, "dropout rate after the fully connected layer"),
             MemberOption("flatten_dropout", float, 0.0, "dropout rate on the flattened features, before the FC layer"),
