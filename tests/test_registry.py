@@ -174,3 +174,11 @@ def test_baseline_rejects_bad_pool_after(bad):
     spec = get_member("baseline")
     with pytest.raises(MemberError, match=r"--pool-after .*Received: pool_after="):
         spec.resolve_config({"pool_after": bad})
+
+
+def test_baseline_filters_widens_every_convolution_and_must_be_positive():
+    spec = get_member("baseline")
+    model = spec.build(spec.resolve_config({"filters": 48}))
+    assert [l.filters for l in model.layers if isinstance(l, keras.layers.Conv2D)] == [48] * 4
+    with pytest.raises(MemberError, match="filters=0"):
+        spec.resolve_config({"filters": 0})

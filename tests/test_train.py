@@ -111,7 +111,8 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     old = tmp_path / "artifacts" / "baseline"
     shutil.copytree(run_dir, old)
     saved = json.loads((old / "config.json").read_text())
-    del saved["config"]["pool_after"], saved["config"]["optimizer"]  # as written before both options existed
+    for key in ("filters", "pool_after", "optimizer"):  # as written before these options existed
+        del saved["config"][key]
     (old / "config.json").write_text(json.dumps(saved))
     args = ["baseline", "--data", str(fake_csv), "--out", str(old.parent), *FAST, "--tta-views", "identity,hflip,shift(2,0)"]
     assert train.main([*args, "--check"]) == 0

@@ -1,13 +1,14 @@
 """The baseline CNN of the reference ensemble paper.
 
 "Four 3x3x32 same-padding ReLU filters, interleaved with two 2x2 MaxPool layers, completed
-with a FC layer and softmax layer; batchnorm and fifty percent dropout."  Here: four (conv 3x3x32
--> BN -> ReLU) layers with a 2x2 max-pool after the convolutions named by ``--pool-after`` (default
-``2,4``: conv conv pool conv conv pool; ``1,2`` reads "interleaved" as conv pool conv pool conv conv,
-which sees 26-pixel instead of 16-pixel patches at a quarter of the cost), then optional dropout
-(``--flatten-dropout``, 0), a
-fully connected layer (``--fc-units``, 1024) with batch normalisation and ReLU, 50 % dropout
-(``--dropout``) and a 7-way softmax. Input 48x48x1 rescaled to [0, 1].
+with a FC layer and softmax layer; batchnorm and fifty percent dropout."  Here: four
+(conv 3x3x32 -> BN -> ReLU) layers with a 2x2 max-pool after the convolutions named by
+``--pool-after`` (default ``2,4``: conv conv pool conv conv pool; ``1,2`` reads "interleaved" as
+conv pool conv pool conv conv, which sees 26- instead of 16-pixel patches at a quarter of the
+cost), then optional dropout (``--flatten-dropout``, 0), a fully connected layer (``--fc-units``,
+1024) with batch normalisation and ReLU, 50 % dropout (``--dropout``) and a 7-way softmax. Input
+48x48x1 rescaled to [0, 1]. ``--filters`` widens every convolution: a departure from the paper,
+for runs that say so.
 
 The paper names no optimiser; ``--optimizer adam`` (default, lr 1e-3) or ``sgd`` (momentum 0.9,
 Nesterov; give it ``--lr 0.01``).
@@ -21,7 +22,6 @@ from members.pipeline import FacePreprocessing
 from members.registry import MemberOption, MemberSpec, register_member
 
 NUM_CLASSES = 7
-FILTERS = 32
 
 
 def parse_pool_after(text) -> tuple[int, int]:
@@ -47,8 +47,8 @@ def build_baseline(cfg: dict) -> keras.Model:
     """The baseline CNN on (image_size, image_size, 1) inputs in [0, 1].
 
     Args:
-        cfg: resolved config; uses ``image_size``, ``pool_after``, ``fc_units``, ``dropout``,
-            ``flatten_dropout``.
+        cfg: resolved config; uses ``image_size``, ``filters``, ``pool_after``, ``fc_units``,
+            ``dropout``, ``flatten_dropout``.
 
     Returns:
         An uncompiled ``keras.Model`` with a 7-way softmax output.
@@ -59,7 +59,7 @@ def build_baseline(cfg: dict) -> keras.Model:
     pools = parse_pool_after(cfg["pool_after"])
     x, block, index = inputs, 1, 1  # layers named blockB_convI, blockB_pool: a pool closes a block
     for conv in range(1, 5):
-        x = conv_layer(x, FILTERS, f"block{block}", index)
+        x = conv_layer(x, int(cfg["filters"]), f"block{block}", index)
         index += 1
         if conv in pools:
             x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
@@ -90,8 +90,9 @@ def baseline_optimizer(cfg: dict):
 def _validate(cfg: dict) -> None:
     from members.registry import MemberError
 
-    if int(cfg["fc_units"]) < 1:
-        raise MemberError(f"--fc-units must be positive. Received: fc_units={cfg['fc_units']!r}")
+    for key in ("filters", "fc_units"):
+        if int(cfg[key]) < 1:
+            raise MemberError(f"--{key.replace('_', '-')} must be positive. Received: {key}={cfg[key]!r}")
     for key in ("dropout", "flatten_dropout"):
         if not 0.0 <= float(cfg[key]) < 1.0:
             raise MemberError(f"--{key.replace('_', '-')} must be in [0, 1). Received: {key}={cfg[key]!r}")
@@ -112,6 +113,7 @@ def baseline() -> MemberSpec:
         build=build_baseline,
         defaults={"epochs": 45, "batch_size": 128, "lr": 1e-3, "patience": 8, "lr_patience": 4},
         options=(
+            MemberOption("filters", int, 32, "filters of each convolution (the paper: 32)"),
             MemberOption("pool_after", str, "2,4", "the two convolutions (1-4) followed by a 2x2 max-pool"),
             MemberOption("fc_units", int, 1024, "width of the fully connected layer"),
             MemberOption("dropout", float, 0.5, "dropout rate after the fully connected layer"),
