@@ -4,8 +4,8 @@
 with a FC layer and softmax layer; batchnorm and fifty percent dropout."  Here: four
 (conv 3x3x32 -> BN -> ReLU) layers with a 2x2 max-pool after the convolutions named by
 ``--pool-after`` (default ``2,4``: conv conv pool conv conv pool; ``1,2`` reads "interleaved" as
-conv pool conv pool conv conv, which sees 26- instead of 16-pixel patches at a quarter of the
-cost), then optional dropout (``--flatten-dropout``, 0), a fully connected layer (``--fc-units``,
+conv pool conv pool conv conv, which sees 26- instead of 16-pixel patches for less than half
+the compute), then optional dropout (``--flatten-dropout``, 0), a fully connected layer (``--fc-units``,
 1024) with batch normalisation and ReLU, 50 % dropout (``--dropout``) and a 7-way softmax. Input
 48x48x1 rescaled to [0, 1]. ``--filters`` widens every convolution: a departure from the paper,
 for runs that say so.
