@@ -450,15 +450,27 @@ def _write_outputs(result: CombineResult, out_dir: Path, plots: str) -> None:
     result.files = files
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where the help does not already say it and X means something."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None or action.default is False or action.default == [] \
+                or action.default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(prog="python -m ensemble.combine", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_DefaultsFormatter)
     p.add_argument("artifacts_dir", nargs="?", default="artifacts", metavar="ARTIFACTS_DIR",
                    help="folder with one sub-folder per run")
     p.add_argument("--runs", nargs="+", metavar="PATTERN", help="shell patterns of run names (default: all)")
     p.add_argument("--tta", choices=TTA_MODES, default="all", help="views averaged per run")
-    p.add_argument("--voting", choices=voting.VOTING_MODES, default="soft")
+    p.add_argument("--voting", choices=voting.VOTING_MODES, default="soft",
+                   help="soft: weighted mean of probabilities; hard: weighted majority of the predicted classes")
     p.add_argument("--weights", nargs="+", type=float, metavar="W",
                    help="one weight per run, runs in name order (default: equal)")
     p.add_argument("--select", choices=SELECT_MODES, default="all",

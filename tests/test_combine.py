@@ -319,6 +319,13 @@ def test_module_cli_help_and_error_without_traceback(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "missing" in proc.stderr
 
 
+def test_help_states_each_default_once_and_only_real_ones():
+    text = " ".join(combine_mod.build_parser().format_help().split())
+    assert "(default: None)" not in text and "(default: False)" not in text and "(default: [])" not in text
+    assert text.count("(default: all)") == 3  # --runs, --tta, --select
+    assert "bootstrap seed (default: 0)" in text and "(default: soft)" in text
+
+
 def test_classes_are_the_contract_ones(artifacts):
     s = combine(artifacts, write=False).summary
     assert s["classes"] == list(CLASSES) and combine_mod.NUM_CLASSES == 7
