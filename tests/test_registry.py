@@ -182,3 +182,17 @@ def test_baseline_filters_widens_every_convolution_and_must_be_positive():
     assert [l.filters for l in model.layers if isinstance(l, keras.layers.Conv2D)] == [48] * 4
     with pytest.raises(MemberError, match="filters=0"):
         spec.resolve_config({"filters": 0})
+
+
+def test_baseline_block_dropout_follows_each_pool_and_is_off_by_default():
+    spec = get_member("baseline")
+    plain = spec.build(spec.default_config())
+    assert not [l for l in plain.layers if l.name.endswith("_dropout") and l.name.startswith("block")]
+    model = spec.build(spec.resolve_config({"block_dropout": 0.25, "pool_after": "1,2"}))
+    names = [l.name for l in model.layers]
+    for block in (1, 2):
+        i = names.index(f"block{block}_pool")
+        assert names[i + 1] == f"block{block}_dropout" and model.layers[i + 1].rate == pytest.approx(0.25)
+    assert plain.count_params() == model.count_params()
+    with pytest.raises(MemberError, match="block_dropout=1.0"):
+        spec.resolve_config({"block_dropout": 1.0})

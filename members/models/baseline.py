@@ -5,7 +5,9 @@ with a FC layer and softmax layer; batchnorm and fifty percent dropout."  Here: 
 (conv 3x3x32 -> BN -> ReLU) layers with a 2x2 max-pool after the convolutions named by
 ``--pool-after`` (default ``2,4``: conv conv pool conv conv pool; ``1,2`` reads "interleaved" as
 conv pool conv pool conv conv, which sees 26- instead of 16-pixel patches for less than half
-the compute), then optional dropout (``--flatten-dropout``, 0), a fully connected layer (``--fc-units``,
+the compute), optional dropout after each max-pool (``--block-dropout``, 0: the paper does not say
+where its 50 % dropout sits; ``cnn8`` drops after every block), then optional dropout
+(``--flatten-dropout``, 0), a fully connected layer (``--fc-units``,
 1024) with batch normalisation and ReLU, 50 % dropout (``--dropout``) and a 7-way softmax. Input
 48x48x1 rescaled to [0, 1]. ``--filters`` widens every convolution: a departure from the paper,
 for runs that say so.
@@ -48,13 +50,13 @@ def build_baseline(cfg: dict) -> keras.Model:
 
     Args:
         cfg: resolved config; uses ``image_size``, ``filters``, ``pool_after``, ``fc_units``,
-            ``dropout``, ``flatten_dropout``.
+            ``dropout``, ``block_dropout``, ``flatten_dropout``.
 
     Returns:
         An uncompiled ``keras.Model`` with a 7-way softmax output.
     """
     size, units, rate = int(cfg["image_size"]), int(cfg["fc_units"]), float(cfg["dropout"])
-    flatten_rate = float(cfg["flatten_dropout"])
+    flatten_rate, block_rate = float(cfg["flatten_dropout"]), float(cfg["block_dropout"])
     inputs = keras.Input((size, size, 1), name="face")
     pools = parse_pool_after(cfg["pool_after"])
     x, block, index = inputs, 1, 1  # layers named blockB_convI, blockB_pool: a pool closes a block
@@ -63,6 +65,8 @@ def build_baseline(cfg: dict) -> keras.Model:
         index += 1
         if conv in pools:
             x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+            if block_rate > 0:
+                x = keras.layers.Dropout(block_rate, name=f"block{block}_dropout")(x)
             block, index = block + 1, 1
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(flatten_rate, name="flatten_dropout")(x)
@@ -93,7 +97,7 @@ def _validate(cfg: dict) -> None:
     for key in ("filters", "fc_units"):
         if int(cfg[key]) < 1:
             raise MemberError(f"--{key.replace('_', '-')} must be positive. Received: {key}={cfg[key]!r}")
-    for key in ("dropout", "flatten_dropout"):
+    for key in ("dropout", "block_dropout", "flatten_dropout"):
         if not 0.0 <= float(cfg[key]) < 1.0:
             raise MemberError(f"--{key.replace('_', '-')} must be in [0, 1). Received: {key}={cfg[key]!r}")
     try:
@@ -117,6 +121,7 @@ def baseline() -> MemberSpec:
             MemberOption("pool_after", str, "2,4", "the two convolutions (1-4) followed by a 2x2 max-pool"),
             MemberOption("fc_units", int, 1024, "width of the fully connected layer"),
             MemberOption("dropout", float, 0.5, "dropout rate after the fully connected layer"),
+            MemberOption("block_dropout", float, 0.0, "dropout rate after each max-pool"),
             MemberOption("flatten_dropout", float, 0.0, "dropout rate on the flattened features, before the FC layer"),
             MemberOption("optimizer", str, "adam", "adam, or sgd with Nesterov momentum 0.9", choices=("adam", "sgd")),
         ),
