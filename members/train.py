@@ -66,6 +66,7 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--seed", type=int, help="random seed")
     add("--no-augment", dest="augment", action="store_false", default=None, help="no training augmentation")
     add("--patience", type=int, help="early-stopping patience in epochs")
+    add("--lr-patience", type=int, help="epochs without progress before the learning rate is halved")
     add("--monitor", choices=("val_accuracy", "val_loss"), help="validation metric for checkpoint/early stop")
     add("--out", default="artifacts", help="output folder (default: artifacts/)")
     add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
@@ -95,7 +96,7 @@ def _add_member_option(group, opt: MemberOption) -> None:
 
 
 COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
-               "patience", "monitor")
+               "patience", "lr_patience", "monitor")
 
 
 def parse_tta_views(text: str) -> list[str]:
@@ -122,7 +123,7 @@ def _split_views(text: str) -> list[str]:
 
 
 def _check_positive(cfg: dict) -> None:
-    for key in ("epochs", "batch_size", "image_size", "patience"):
+    for key in ("epochs", "batch_size", "image_size", "patience", "lr_patience"):
         if int(cfg[key]) < 1:
             raise MemberError(f"--{key.replace('_', '-')} must be positive. Received: {key}={cfg[key]!r}")
     if float(cfg["lr"]) <= 0:

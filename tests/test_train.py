@@ -111,7 +111,7 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     old = tmp_path / "artifacts" / "baseline"
     shutil.copytree(run_dir, old)
     saved = json.loads((old / "config.json").read_text())
-    for key in ("filters", "pool_after", "optimizer"):  # as written before these options existed
+    for key in ("filters", "pool_after", "optimizer", "block_dropout"):  # as written before these options existed
         del saved["config"][key]
     (old / "config.json").write_text(json.dumps(saved))
     args = ["baseline", "--data", str(fake_csv), "--out", str(old.parent), *FAST, "--tta-views", "identity,hflip,shift(2,0)"]
@@ -121,6 +121,15 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     assert "already complete" in capsys.readouterr().out
     assert train.main([*args, "--pool-after", "1,2"]) == 2
     assert "pool_after: '2,4' -> '1,2'" in capsys.readouterr().err
+
+
+def test_lr_patience_reaches_the_config_and_must_be_positive(finished_run, capsys):
+    run_dir, _, fake_csv = finished_run
+    args = ["baseline", "--data", str(fake_csv), "--out", str(run_dir.parent), *FAST]
+    assert train.main([*args, "--lr-patience", "0"]) == 2
+    assert "--lr-patience must be positive. Received: lr_patience=0" in capsys.readouterr().err
+    assert train.main([*args, "--lr-patience", "7"]) == 2  # differs from the finished run's saved 4
+    assert "lr_patience: 4 -> 7" in capsys.readouterr().err
 
 
 def test_missing_data_is_one_clear_error(tmp_path, capsys):
