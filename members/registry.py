@@ -27,6 +27,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "class_weights": False,
     "patience": 10,
     "lr_patience": 4,
+    "label_smoothing": 0.0,
     "lr_factor": 0.5,
     "min_lr": 1e-5,
     "monitor": "val_accuracy",

@@ -31,6 +31,7 @@ from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODE
                                truncate_history)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
+from members.losses import crossentropy
 from members.pipeline import make_augmentation, make_dataset
 from members.registry import MemberError, MemberOption, MemberSpec, describe_members, get_member
 
@@ -67,6 +68,8 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--no-augment", dest="augment", action="store_false", default=None, help="no training augmentation")
     add("--patience", type=int, help="early-stopping patience in epochs")
     add("--lr-patience", type=int, help="epochs without progress before the learning rate is halved")
+    add("--label-smoothing", type=float,
+        help="cross-entropy against (1 - X) * one-hot + X / 7 (0: none; not with --loss l2svm)")
     add("--monitor", choices=("val_accuracy", "val_loss"), help="validation metric for checkpoint/early stop")
     add("--out", default="artifacts", help="output folder (default: artifacts/)")
     add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
@@ -96,7 +99,7 @@ def _add_member_option(group, opt: MemberOption) -> None:
 
 
 COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
-               "patience", "lr_patience", "monitor")
+               "patience", "lr_patience", "label_smoothing", "monitor")
 
 
 def parse_tta_views(text: str) -> list[str]:
@@ -128,6 +131,8 @@ def _check_positive(cfg: dict) -> None:
             raise MemberError(f"--{key.replace('_', '-')} must be positive. Received: {key}={cfg[key]!r}")
     if float(cfg["lr"]) <= 0:
         raise MemberError(f"--lr must be positive. Received: lr={cfg['lr']!r}")
+    if not 0.0 <= float(cfg["label_smoothing"]) < 1.0:
+        raise MemberError(f"--label-smoothing must be in [0, 1). Received: label_smoothing={cfg['label_smoothing']!r}")
     if cfg["limit"] is not None and int(cfg["limit"]) < 1:
         raise MemberError(f"--limit must be positive. Received: limit={cfg['limit']!r}")
 
@@ -210,7 +215,7 @@ def compile_member(spec: MemberSpec, cfg: dict) -> keras.Model:
     """Build and compile the member's model from its spec."""
     model = spec.build(cfg)
     optimizer = spec.optimizer(cfg) if spec.optimizer else keras.optimizers.Adam(float(cfg["lr"]))
-    loss = spec.loss(cfg) if spec.loss else keras.losses.SparseCategoricalCrossentropy()
+    loss = spec.loss(cfg) if spec.loss else crossentropy(float(cfg["label_smoothing"]))
     model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return model
 

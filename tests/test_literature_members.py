@@ -110,6 +110,16 @@ def test_report_models_reject_an_unknown_loss():
         _config("model2", loss="hinge")
 
 
+def test_label_smoothing_applies_to_crossentropy_only():
+    from members.losses import SmoothedSparseCrossentropy
+    from members.models.loss_report import report_loss
+
+    with pytest.raises(MemberError, match="not to --loss l2svm"):
+        _config("model1", loss="l2svm", label_smoothing=0.1)
+    loss = report_loss(_config("model1", label_smoothing=0.1))
+    assert isinstance(loss, SmoothedSparseCrossentropy) and loss.from_logits
+
+
 # ----------------------------------------------------------------------------- noise_cnn, cnn8, resnet50_48
 def test_noise_cnn_phases_follow_the_paper_and_the_epoch_cap():
     spec = get_member("noise_cnn")

@@ -111,7 +111,7 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     old = tmp_path / "artifacts" / "baseline"
     shutil.copytree(run_dir, old)
     saved = json.loads((old / "config.json").read_text())
-    for key in ("filters", "pool_after", "optimizer", "block_dropout"):  # as written before these options existed
+    for key in ("filters", "pool_after", "optimizer", "block_dropout", "label_smoothing"):  # saved before these existed
         del saved["config"][key]
     (old / "config.json").write_text(json.dumps(saved))
     args = ["baseline", "--data", str(fake_csv), "--out", str(old.parent), *FAST, "--tta-views", "identity,hflip,shift(2,0)"]
@@ -130,6 +130,28 @@ def test_lr_patience_reaches_the_config_and_must_be_positive(finished_run, capsy
     assert "--lr-patience must be positive. Received: lr_patience=0" in capsys.readouterr().err
     assert train.main([*args, "--lr-patience", "7"]) == 2  # differs from the finished run's saved 4
     assert "lr_patience: 4 -> 7" in capsys.readouterr().err
+
+
+def test_label_smoothing_reaches_the_config_and_must_be_below_one(finished_run, capsys):
+    run_dir, _, fake_csv = finished_run
+    args = ["baseline", "--data", str(fake_csv), "--out", str(run_dir.parent), *FAST]
+    assert train.main([*args, "--label-smoothing", "1"]) == 2
+    assert "--label-smoothing must be in [0, 1). Received: label_smoothing=1.0" in capsys.readouterr().err
+    assert train.main([*args, "--label-smoothing", "0.1"]) == 2  # differs from the finished run's saved 0.0
+    assert "label_smoothing: 0.0 -> 0.1" in capsys.readouterr().err
+
+
+def test_label_smoothing_trains_and_resumes(fake_csv, tmp_path, capsys):
+    spec = get_member("baseline")
+    cfg = spec.resolve_config({"epochs": 2, "batch_size": 16, "seed": 3, "fc_units": 32, "label_smoothing": 0.1})
+    kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="ls", views=["identity"], verbose=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
+    capsys.readouterr()
+    train.run_training(spec, cfg, **kwargs)
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    info = read_predictions(tmp_path / "ls").info
+    assert info["config"]["label_smoothing"] == 0.1 and info["epochs_trained"] == 2
 
 
 def test_missing_data_is_one_clear_error(tmp_path, capsys):

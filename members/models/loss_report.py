@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import keras
 
+from members.losses import crossentropy
 from members.pipeline import FacePreprocessing
 from members.registry import MemberError, MemberOption, MemberSpec, register_member
 
@@ -124,7 +125,7 @@ def report_loss(cfg: dict):
     """The L2-SVM loss, or softmax cross-entropy, on the linear scores."""
     if cfg["loss"] == "l2svm":
         return SquaredHingeOneVsRest()
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return crossentropy(float(cfg.get("label_smoothing", 0.0)), from_logits=True)
 
 
 def report_preprocess(cfg: dict, stats: dict) -> FacePreprocessing:
@@ -136,6 +137,9 @@ def _validate(cfg: dict) -> None:
     """Raise MemberError for an invalid loss, dropout or image size."""
     if cfg["loss"] not in LOSSES:
         raise MemberError(f"--loss must be one of {list(LOSSES)}. Received: loss={cfg['loss']!r}")
+    if cfg["loss"] == "l2svm" and float(cfg.get("label_smoothing", 0.0)):
+        raise MemberError(f"--label-smoothing applies to cross-entropy, not to --loss l2svm. "
+                          f"Received: label_smoothing={cfg['label_smoothing']!r}")
     if not 0.0 <= float(cfg["dropout"]) < 1.0:
         raise MemberError(f"--dropout must be in [0, 1). Received: dropout={cfg['dropout']!r}")
     if int(cfg["image_size"]) != 48:
