@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-NUM_CLASSES = 7
+from ensemble.artifacts import NUM_CLASSES
 
 
 @keras.saving.register_keras_serializable(package="fer")

@@ -123,22 +123,18 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     assert "pool_after: '2,4' -> '1,2'" in capsys.readouterr().err
 
 
-def test_lr_patience_reaches_the_config_and_must_be_positive(finished_run, capsys):
+@pytest.mark.parametrize("flag,bad,refusal,other,change", [
+    ("--lr-patience", "0", "--lr-patience must be positive. Received: lr_patience=0", "7", "lr_patience: 4 -> 7"),
+    ("--label-smoothing", "1", "--label-smoothing must be in [0, 1). Received: label_smoothing=1.0", "0.1",
+     "label_smoothing: 0.0 -> 0.1"),
+])
+def test_training_option_reaches_the_config_and_is_checked(finished_run, capsys, flag, bad, refusal, other, change):
     run_dir, _, fake_csv = finished_run
     args = ["baseline", "--data", str(fake_csv), "--out", str(run_dir.parent), *FAST]
-    assert train.main([*args, "--lr-patience", "0"]) == 2
-    assert "--lr-patience must be positive. Received: lr_patience=0" in capsys.readouterr().err
-    assert train.main([*args, "--lr-patience", "7"]) == 2  # differs from the finished run's saved 4
-    assert "lr_patience: 4 -> 7" in capsys.readouterr().err
-
-
-def test_label_smoothing_reaches_the_config_and_must_be_below_one(finished_run, capsys):
-    run_dir, _, fake_csv = finished_run
-    args = ["baseline", "--data", str(fake_csv), "--out", str(run_dir.parent), *FAST]
-    assert train.main([*args, "--label-smoothing", "1"]) == 2
-    assert "--label-smoothing must be in [0, 1). Received: label_smoothing=1.0" in capsys.readouterr().err
-    assert train.main([*args, "--label-smoothing", "0.1"]) == 2  # differs from the finished run's saved 0.0
-    assert "label_smoothing: 0.0 -> 0.1" in capsys.readouterr().err
+    assert train.main([*args, flag, bad]) == 2
+    assert refusal in capsys.readouterr().err
+    assert train.main([*args, flag, other]) == 2  # differs from the finished run's saved default
+    assert change in capsys.readouterr().err
 
 
 def test_label_smoothing_trains_and_resumes(fake_csv, tmp_path, capsys):

@@ -125,7 +125,7 @@ def report_loss(cfg: dict):
     """The L2-SVM loss, or softmax cross-entropy, on the linear scores."""
     if cfg["loss"] == "l2svm":
         return SquaredHingeOneVsRest()
-    return crossentropy(float(cfg.get("label_smoothing", 0.0)), from_logits=True)
+    return crossentropy(float(cfg["label_smoothing"]), from_logits=True)
 
 
 def report_preprocess(cfg: dict, stats: dict) -> FacePreprocessing:
@@ -137,7 +137,7 @@ def _validate(cfg: dict) -> None:
     """Raise MemberError for an invalid loss, dropout or image size."""
     if cfg["loss"] not in LOSSES:
         raise MemberError(f"--loss must be one of {list(LOSSES)}. Received: loss={cfg['loss']!r}")
-    if cfg["loss"] == "l2svm" and float(cfg.get("label_smoothing", 0.0)):
+    if cfg["loss"] == "l2svm" and float(cfg["label_smoothing"]):
         raise MemberError(f"--label-smoothing applies to cross-entropy, not to --loss l2svm. "
                           f"Received: label_smoothing={cfg['label_smoothing']!r}")
     if not 0.0 <= float(cfg["dropout"]) < 1.0:
