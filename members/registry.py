@@ -79,6 +79,8 @@ class Phase:
         augment: whether the training batches are augmented in this phase.
         lr: learning rate set at the start of this phase, or None to keep the current one.
         early_stopping: whether early stopping may end this phase.
+        reduce_lr: whether the learning rate is reduced when the monitored metric plateaus in
+            this phase (a fixed-length warm-up phase at a constant rate sets it False).
     """
 
     name: str
@@ -86,6 +88,7 @@ class Phase:
     augment: bool = True
     lr: float | None = None
     early_stopping: bool = True
+    reduce_lr: bool = True
 
 
 @dataclass(frozen=True)

@@ -247,11 +247,13 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
                                 seed=int(cfg["seed"]) + epoch, augmentation=augmentation)
         val_ds = make_dataset(data.val.x, data.val.y, batch_size=max(256, int(cfg["batch_size"])),
                               preprocess=preprocess)
-        rlr = ResumableReduceLROnPlateau(monitor=monitor, mode=mode, factor=float(cfg["lr_factor"]),
-                                         patience=int(cfg["lr_patience"]), min_lr=float(cfg["min_lr"]),
-                                         restore=restore.get("reduce_lr"))
-        stateful = {"reduce_lr": rlr}
-        callbacks = [keras.callbacks.TerminateOnNaN(), rlr]
+        stateful, callbacks = {}, [keras.callbacks.TerminateOnNaN()]
+        if phase.reduce_lr:
+            rlr = ResumableReduceLROnPlateau(monitor=monitor, mode=mode, factor=float(cfg["lr_factor"]),
+                                             patience=int(cfg["lr_patience"]), min_lr=float(cfg["min_lr"]),
+                                             restore=restore.get("reduce_lr"))
+            stateful["reduce_lr"] = rlr
+            callbacks.append(rlr)
         if phase.early_stopping:
             es = ResumableEarlyStopping(monitor=monitor, mode=mode, patience=int(cfg["patience"]),
                                         restore=restore.get("early_stopping"))

@@ -127,6 +127,7 @@ def test_noise_cnn_phases_follow_the_paper_and_the_epoch_cap():
     assert cfg["class_weights"] is True
     phases = spec.training_phases(cfg)
     assert [(p.name, p.epochs, p.augment) for p in phases] == [("augmented", 30, True), ("plain", 50, False)]
+    assert [(p.early_stopping, p.reduce_lr) for p in phases] == [(False, False), (True, True)]
     assert [(p.name, p.epochs) for p in spec.training_phases(_config("noise_cnn", epochs=35))] == \
         [("augmented", 30), ("plain", 5)]
     assert [(p.name, p.epochs) for p in spec.training_phases(_config("noise_cnn", epochs=1))] == [("augmented", 1)]

@@ -203,6 +203,33 @@ def test_resume_crosses_a_phase_boundary(fake_csv, tmp_path, capsys, monkeypatch
     assert info["output"] == "scores" and info["temperature"] > 0
 
 
+def test_a_phase_without_plateau_reduction_keeps_its_rate(fake_csv, tmp_path, monkeypatch):
+    registry.discover_members()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    base = get_member("baseline")
+    seen = []
+
+    def fit(model, train_ds, val_ds, cfg, **kwargs):
+        seen.append(sorted(type(cb).__name__ for cb in kwargs["callbacks"]))
+        return model.fit(train_ds, validation_data=val_ds, **kwargs)
+
+    spec = register_member(MemberSpec(
+        name="warm", description="constant-rate warm-up, then plateau reduction", build=base.build,
+        options=base.options, preprocess=base.preprocess, fit=fit,
+        phases=lambda cfg: [Phase("warm", 1, early_stopping=False, reduce_lr=False), Phase("main", 1)]))
+    cfg = spec.resolve_config({"batch_size": 16, "fc_units": 16})
+    kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="warm", views=["identity"], verbose=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
+    state = json.loads((tmp_path / "warm" / STATE_FILE).read_text())
+    assert state["callbacks"] == {}
+    train.run_training(spec, cfg, **kwargs)
+    assert "ResumableReduceLROnPlateau" not in seen[0] and "ResumableEarlyStopping" not in seen[0]
+    assert "ResumableReduceLROnPlateau" in seen[1] and "ResumableEarlyStopping" in seen[1]
+    state = json.loads((tmp_path / "warm" / STATE_FILE).read_text())
+    assert set(state["callbacks"]) == {"reduce_lr", "early_stopping"}
+
+
 def test_checkpoint_skips_a_nan_epoch(tmp_path):
     checkpoint = RunCheckpoint(tmp_path)
     checkpoint.on_epoch_end(0, {"loss": float("nan"), "val_accuracy": 0.5})
