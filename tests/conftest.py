@@ -67,3 +67,13 @@ def write_fake_csv(path: Path, per_class: dict[str, int] | None = None, seed: in
 def fake_csv(tmp_path) -> Path:
     """A 84-image synthetic FER2013 CSV (6/3/3 images per class in Training/PublicTest/PrivateTest)."""
     return write_fake_csv(tmp_path / "fer_fake.csv")
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Register test members in a copy of the registry, restored afterwards."""
+    from members import registry
+
+    registry.discover_members()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    yield registry._REGISTRY

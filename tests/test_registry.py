@@ -16,14 +16,6 @@ def _dummy_build(cfg):
     return keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(), keras.layers.Dense(7)])
 
 
-@pytest.fixture
-def scratch_registry(monkeypatch):
-    """Register test members in a copy of the registry, restored afterwards."""
-    registry.discover_members()
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    yield registry._REGISTRY
-
-
 def test_baseline_is_registered_with_a_one_line_description():
     assert "baseline" in list_members()
     for name, description in registry.describe_members():

@@ -9,7 +9,7 @@ import pytest
 
 from ensemble import tta
 from ensemble.artifacts import read_predictions
-from members import registry, train
+from members import train
 from members.callbacks import STATE_FILE, InterruptAfterEpoch, RunCheckpoint, read_history, truncate_history
 from members.data import load_dataset
 from members.inference import fit_temperature, load_run, softmax
@@ -178,15 +178,18 @@ def test_interrupted_fit_resumes_after_its_last_epoch(fake_csv, tmp_path, capsys
     assert info["class_weight_values"] and info["train_seconds"] > 0
 
 
-def test_resume_crosses_a_phase_boundary(fake_csv, tmp_path, capsys, monkeypatch):
-    registry.discover_members()
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+def _phased_baseline(name: str, phases: list, **spec_fields):
+    """Register the baseline under ``name`` with the given phases (use with ``scratch_registry``)."""
     base = get_member("baseline")
-    spec = register_member(MemberSpec(
-        name="phased", description="baseline in two phases", build=base.build, options=base.options,
-        preprocess=base.preprocess, output="scores",
-        phases=lambda cfg: [Phase("augmented", 1), Phase("plain", 1, augment=False, lr=1e-4)]))
-    cfg = spec.resolve_config({"batch_size": 16, "fc_units": 16})
+    spec = register_member(MemberSpec(name=name, description=f"baseline in phases ({name})", build=base.build,
+                                      options=base.options, preprocess=base.preprocess,
+                                      phases=lambda cfg: phases, **spec_fields))
+    return spec, spec.resolve_config({"batch_size": 16, "fc_units": 16})
+
+
+def test_resume_crosses_a_phase_boundary(fake_csv, tmp_path, capsys, scratch_registry):
+    spec, cfg = _phased_baseline("phased", [Phase("augmented", 1), Phase("plain", 1, augment=False, lr=1e-4)],
+                                 output="scores")
     kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="phased", views=["identity"], verbose=2)
     with pytest.raises(KeyboardInterrupt):
         train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
@@ -203,21 +206,15 @@ def test_resume_crosses_a_phase_boundary(fake_csv, tmp_path, capsys, monkeypatch
     assert info["output"] == "scores" and info["temperature"] > 0
 
 
-def test_a_phase_without_plateau_reduction_keeps_its_rate(fake_csv, tmp_path, monkeypatch):
-    registry.discover_members()
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    base = get_member("baseline")
+def test_a_phase_without_plateau_reduction_keeps_its_rate(fake_csv, tmp_path, scratch_registry):
     seen = []
 
     def fit(model, train_ds, val_ds, cfg, **kwargs):
         seen.append(sorted(type(cb).__name__ for cb in kwargs["callbacks"]))
         return model.fit(train_ds, validation_data=val_ds, **kwargs)
 
-    spec = register_member(MemberSpec(
-        name="warm", description="constant-rate warm-up, then plateau reduction", build=base.build,
-        options=base.options, preprocess=base.preprocess, fit=fit,
-        phases=lambda cfg: [Phase("warm", 1, early_stopping=False, reduce_lr=False), Phase("main", 1)]))
-    cfg = spec.resolve_config({"batch_size": 16, "fc_units": 16})
+    spec, cfg = _phased_baseline("warm", [Phase("warm", 1, early_stopping=False, reduce_lr=False), Phase("main", 1)],
+                                 fit=fit)
     kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="warm", views=["identity"], verbose=2)
     with pytest.raises(KeyboardInterrupt):
         train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
