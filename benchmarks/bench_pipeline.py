@@ -2,9 +2,11 @@
 
 Reference: the same baseline model, batch size and augmentation (flip, +-10 degrees, +-10 %
 zoom, +-10 % shifts, nearest fill, rescale to [0, 1]) fed by the deprecated
-``tf.keras.preprocessing.image.ImageDataGenerator`` with its defaults (one worker). Also times
-the input pipelines alone (augmented batches per second, no model). Rounds alternate between
-the two feeds so both see the same machine load; the median round counts.
+``tf.keras.preprocessing.image.ImageDataGenerator`` with its defaults (one worker). The tf.data
+pipeline runs with both augmentations of ``members.augment``: ``affine`` (the default, one
+resampling) and ``layers`` (Keras's four Random* layers). Also times the input pipelines alone
+(augmented batches per second, no model). Rounds alternate between the feeds so all see the same
+machine load; the median round counts.
 
     python benchmarks/bench_pipeline.py [--data PATH] [--images 4096] [--batch-size 256] [--rounds 3]
 
@@ -14,6 +16,7 @@ Real faces when ``--data`` (or ``../shared/data/fer2013.csv.gz``) exists, random
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -78,6 +81,7 @@ def main(argv=None) -> int:
 
     import keras
 
+    from members.augment import make_augmentation
     from members.pipeline import make_dataset
     from members.registry import get_member
     from members.train import compile_member
@@ -88,12 +92,14 @@ def main(argv=None) -> int:
     cfg = spec.resolve_config({"batch_size": args.batch_size})
     keras.utils.set_random_seed(args.seed)
     feeds = {
-        "tf.data": make_dataset(x, y, batch_size=args.batch_size, preprocess=spec.preprocess(cfg, {}),
-                                training=True, augment=True, seed=args.seed).repeat(),
-        "ImageDataGenerator": image_data_generator(x, y, args.batch_size, args.seed),
+        f"tf.data ({kind})": make_dataset(x, y, batch_size=args.batch_size, preprocess=spec.preprocess(cfg, {}),
+                                          training=True, augment=True, seed=args.seed,
+                                          augmentation=make_augmentation(args.seed, kind)).repeat()
+        for kind in ("affine", "layers")
     }
+    feeds["ImageDataGenerator"] = image_data_generator(x, y, args.batch_size, args.seed)
     models = {name: compile_member(spec, cfg) for name in feeds}
-    iterators = {"tf.data": iter(feeds["tf.data"]), "ImageDataGenerator": iter(feeds["ImageDataGenerator"])}
+    iterators = {name: iter(feed) for name, feed in feeds.items()}
     for name in feeds:  # warm-up: tracing, first batches
         time_fit(models[name], feeds[name], 2)
         time_feed(iterators[name], 2)
@@ -108,15 +114,17 @@ def main(argv=None) -> int:
 
     images = steps * args.batch_size
     print(f"\nbaseline CNN, {images} images per epoch ({source}), batch {args.batch_size}, "
-          f"median of {args.rounds} rounds")
+          f"median of {args.rounds} rounds, load average {os.getloadavg()[0]:.1f}")
     rate = {}
     for name in feeds:
         rate[name] = (images / statistics.median(fit_s[name]), images / statistics.median(feed_s[name]))
         print(f"  {name:20s} training {rate[name][0]:8.0f} images/s   "
               f"input pipeline alone {rate[name][1]:8.0f} images/s")
-    ratio_fit = rate["tf.data"][0] / rate["ImageDataGenerator"][0]
-    ratio_feed = rate["tf.data"][1] / rate["ImageDataGenerator"][1]
-    print(f"ratio tf.data / ImageDataGenerator: training {ratio_fit:.2f}x, input pipeline alone {ratio_feed:.2f}x")
+    reference = rate["ImageDataGenerator"]
+    for name in feeds:
+        if name != "ImageDataGenerator":
+            print(f"ratio {name} / ImageDataGenerator: training {rate[name][0] / reference[0]:.2f}x, "
+                  f"input pipeline alone {rate[name][1] / reference[1]:.2f}x")
     return 0
 
 

@@ -11,7 +11,7 @@ only the frozen layers' repeated forward passes are saved.
 Augmentation: with ``copies=1`` (``--cache-copies 1``, the default) the cache holds the plain images
 and training is **un-augmented** (the transfer members then build their batches without
 augmentation). With ``copies=K > 1`` the cache also holds K-1 augmented copies of each image (the
-reference augmentation of ``members.pipeline.make_augmentation``, seeded, applied to the
+reference augmentation of ``members.augment.make_augmentation``, seeded, applied to the
 preprocessed batch), and every epoch visits each image once, in one of its K copies drawn at random.
 
 Training the head keeps the framework's contract: the head is compiled with the full model's own
@@ -195,7 +195,7 @@ def _clear(folder: Path) -> None:
 
 
 def build_or_load_cache(frozen: keras.Model, train, val, folder: Path, *, copies: int = 1, dtype: str = "float32",
-                        max_gb: float = 8.0, seed: int = 0, identity: Any = None,
+                        max_gb: float = 8.0, seed: int = 0, augmentation: str = "affine", identity: Any = None,
                         verbose: bool = False) -> tuple[FeatureCache, FeatureCache]:
     """The cached frozen outputs of ``train`` and ``val``: reused when ``folder`` holds a matching cache.
 
@@ -208,6 +208,7 @@ def build_or_load_cache(frozen: keras.Model, train, val, folder: Path, *, copies
         dtype: ``float32`` (exact) or ``float16`` (half the size).
         max_gb: refuse when the estimated size exceeds this many GB (1e9 bytes).
         seed: augmentation seed of the copies.
+        augmentation: the copies' augmentation, ``"affine"`` or ``"layers"`` (``members.augment``).
         identity: JSON describing the run (config and data); part of the reuse key.
         verbose: progress bars.
 
@@ -228,7 +229,8 @@ def build_or_load_cache(frozen: keras.Model, train, val, folder: Path, *, copies
     per_image = bytes_per_image(frozen, dtype)
     key = {"version": CACHE_VERSION, "identity": identity, "frozen_weights": weights_digest(frozen),
            "shapes": [list(t.shape[1:]) for t in _outputs(frozen)], "dtype": dtype, "copies": int(copies),
-           "seed": int(seed), "train_capacity": train_capacity, "val_capacity": val_capacity}
+           "seed": int(seed), **({"augmentation": augmentation} if copies > 1 else {}),
+           "train_capacity": train_capacity, "val_capacity": val_capacity}
     key = json.loads(json.dumps(key, default=str))
     meta_path = folder / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
@@ -253,16 +255,16 @@ def build_or_load_cache(frozen: keras.Model, train, val, folder: Path, *, copies
           + ("" if copies > 1 else "; training is un-augmented (--cache-copies 1)"), flush=True)
     t0 = time.perf_counter()
     forward = _forward(frozen)
-    augmentation = None
+    augment = None
     if copies > 1:
-        from members.pipeline import make_augmentation
+        from members.augment import make_augmentation
 
-        augmentation = make_augmentation(seed)
+        augment = make_augmentation(seed, augmentation)
     weighted = len(train.element_spec) > 2
     stores = {"train": _new_store(folder, "train", frozen, copies, train_capacity, b_train, dtype, weighted),
               "val": _new_store(folder, "val", frozen, 1, val_capacity, b_val, dtype, len(val.element_spec) > 2)}
     for split, ds in (("train", train), ("val", val)):
-        stores[split].count = _fill(forward, ds, stores[split], augmentation, f"frozen cache ({split})", verbose)
+        stores[split].count = _fill(forward, ds, stores[split], augment, f"frozen cache ({split})", verbose)
         _save_store(folder, split, stores[split])
     meta = {"key": key, "outputs": len(_outputs(frozen)), "seconds": round(time.perf_counter() - t0, 1),
             **{split: {"count": s.count, "batch_size": s.batch_size, "weighted": s.weights is not None}
@@ -407,7 +409,8 @@ def _find_run_dir(callbacks: Sequence) -> Path | None:
 
 
 def fit_with_frozen_cache(model: keras.Model, train, val, *, copies: int = 1, dtype: str = "float32",
-                          max_gb: float = 8.0, seed: int = 0, cache_dir=None, keep: bool = False,
+                          max_gb: float = 8.0, seed: int = 0, augmentation: str = "affine", cache_dir=None,
+                          keep: bool = False,
                           callbacks: Sequence = (), **fit_kwargs):
     """``model.fit(train, validation_data=val, ...)`` computed on cached frozen features (exact).
 
@@ -420,6 +423,7 @@ def fit_with_frozen_cache(model: keras.Model, train, val, *, copies: int = 1, dt
         dtype: feature storage type, ``float32`` (exact) or ``float16``.
         max_gb: refuse when the cache would exceed this many GB.
         seed: shuffle and augmentation seed.
+        augmentation: the augmented copies' implementation, ``"affine"`` or ``"layers"``.
         cache_dir: cache folder; default ``<run folder>/frozen_cache`` (from the checkpoint
             callback's ``run_dir``), else a temporary folder.
         keep: keep the cache after training ends normally (it is always kept when interrupted).
@@ -452,7 +456,8 @@ def fit_with_frozen_cache(model: keras.Model, train, val, *, copies: int = 1, dt
     verbose = fit_verbose == 1 or (fit_verbose == "auto" and sys.stderr.isatty())  # progress bars as fit's
     try:
         train_cache, val_cache = build_or_load_cache(frozen, train, val, cache_dir, copies=copies, dtype=dtype,
-                                                     max_gb=max_gb, seed=seed, identity=_run_identity(run_dir),
+                                                     max_gb=max_gb, seed=seed, augmentation=augmentation,
+                                                     identity=_run_identity(run_dir),
                                                      verbose=verbose)
         train_batches = CachedBatches(train_cache, train_cache.batch_size, shuffle=True, seed=seed)
         val_batches = CachedBatches(val_cache, val_cache.batch_size, shuffle=False)

@@ -1,7 +1,7 @@
 """The ``tf.data`` input pipeline: batching, augmentation and per-member preprocessing.
 
 Raw faces enter as uint8 (N, 48, 48); a batch is cast to float32 (B, 48, 48, 1) in [0, 255],
-augmented on the batch with Keras preprocessing layers (training only), then mapped through
+augmented on the batch (``members.augment``, training only), then mapped through
 the member's preprocessing layer (a serialisable Keras layer rebuilt from run.json at
 prediction time), and prefetched.
 """
@@ -14,11 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# The reference paper's augmentation: flip, +-10 degrees, +-10 % zoom, +-10 % shifts, nearest-edge fill.
-ROTATION_DEGREES = 10.0
-ZOOM = 0.1
-SHIFT = 0.1
-
+from members.augment import make_augmentation
 
 @keras.saving.register_keras_serializable(package="fer")
 class FacePreprocessing(keras.layers.Layer):
@@ -84,22 +80,6 @@ def _as_list(value) -> list[float] | None:
     return [float(v) for v in np.atleast_1d(np.asarray(value, dtype=np.float64))]
 
 
-def make_augmentation(seed: int | None = None) -> keras.Sequential:
-    """Random flip, rotation, zoom and shift with nearest-edge fill, as Keras preprocessing layers."""
-    def layer_seed(i: int) -> int | None:
-        return None if seed is None else int(seed) * 7 + i
-
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=layer_seed(1)),
-            keras.layers.RandomRotation(ROTATION_DEGREES / 360.0, fill_mode="nearest", seed=layer_seed(2)),
-            keras.layers.RandomZoom(ZOOM, fill_mode="nearest", seed=layer_seed(3)),
-            keras.layers.RandomTranslation(SHIFT, SHIFT, fill_mode="nearest", seed=layer_seed(4)),
-        ],
-        name="augmentation",
-    )
-
-
 def to_float_batch(x):
     """uint8 (B, H, W) or (B, H, W, C) tensor to float32 (B, H, W, C) in [0, 255]."""
     x = tf.cast(x, "float32")
@@ -128,7 +108,8 @@ def make_dataset(
         batch_size: images per batch.
         preprocess: the member's preprocessing (a Keras layer or tensor function), or None.
         training: shuffle (seeded, reshuffled every epoch) when True.
-        augment: apply ``augmentation`` (default: ``make_augmentation(seed)``) to each batch.
+        augment: apply ``augmentation`` (default: ``make_augmentation(seed)``, the fused affine
+            layer) to each batch.
         class_weights: {class: weight}; when given each element carries a sample weight
             (the class weighting travels in the data set, so custom fit hooks keep it).
         seed: shuffle and augmentation seed.

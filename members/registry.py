@@ -24,6 +24,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "image_size": 48,
     "augment": True,
+    "augmentation": "affine",
     "class_weights": False,
     "patience": 10,
     "lr_patience": 4,

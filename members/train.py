@@ -26,13 +26,14 @@ import tensorflow as tf
 
 from ensemble import tta
 from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json, write_predictions
+from members.augment import AUGMENTATIONS, LEGACY_AUGMENTATION, make_augmentation
 from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, EpochLine,
                                ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint, save_model_atomic,
                                truncate_history)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
 from members.losses import crossentropy
-from members.pipeline import make_augmentation, make_dataset
+from members.pipeline import make_dataset
 from members.registry import MemberError, MemberOption, MemberSpec, describe_members, get_member
 
 CONFIG_FILE = "config.json"
@@ -66,6 +67,9 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--limit", type=int, help="keep a stratified, seeded N images of each split (smoke runs)")
     add("--seed", type=int, help="random seed")
     add("--no-augment", dest="augment", action="store_false", default=None, help="no training augmentation")
+    add("--augmentation", choices=AUGMENTATIONS,
+        help="affine: flip, rotation, zoom and shift as one resampling (default); layers: Keras's four "
+             "Random* layers in turn (runs saved before this option; see members/augment.py)")
     add("--patience", type=int, help="early-stopping patience in epochs")
     add("--lr-patience", type=int, help="epochs without progress before the learning rate is halved")
     add("--label-smoothing", type=float,
@@ -99,7 +103,10 @@ def _add_member_option(group, opt: MemberOption) -> None:
 
 
 COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
-               "patience", "lr_patience", "label_smoothing", "monitor")
+               "augmentation", "patience", "lr_patience", "label_smoothing", "monitor")
+# Options added after runs were saved without them, with the value those runs were made with
+# when it differs from today's default (read_identity fills the rest with the defaults).
+LEGACY_VALUES = {"augmentation": LEGACY_AUGMENTATION}
 
 
 def parse_tta_views(text: str) -> list[str]:
@@ -166,16 +173,33 @@ def same_run(saved: dict, fresh: dict) -> bool:
 
 
 def read_identity(config_path: Path, defaults: dict | None = None) -> dict:
-    """A run folder's saved identity, with options added since it was saved at their defaults.
+    """A run folder's saved identity, with options added since it was saved at the values it used.
 
-    A run made before a member gained an option was made with that option's default, so it still
-    resumes (and ``run_all.sh`` still skips it when complete) after an upgrade.
+    A run made before a member gained an option was made with that option's default (or, for the
+    options in ``LEGACY_VALUES``, with the behaviour that option now names), so it still resumes
+    (and ``run_all.sh`` still skips it when complete) after an upgrade.
     """
     saved = json.loads(config_path.read_text())
     if defaults and isinstance(saved.get("config"), dict):
-        missing = {k: v for k, v in defaults.items() if k not in saved["config"]}
+        missing = {k: LEGACY_VALUES.get(k, v) for k, v in defaults.items() if k not in saved["config"]}
         saved["config"] = {**_normalise(missing), **saved["config"]}
     return saved
+
+
+def keep_legacy_options(cfg: dict, given: dict, run_dir: Path) -> dict:
+    """``cfg`` with the legacy value of each ``LEGACY_VALUES`` option the command line left unset
+    when ``run_dir`` holds a run saved before that option existed: the same command resumes it."""
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        return cfg
+    saved = json.loads(config_path.read_text()).get("config")
+    if not isinstance(saved, dict):
+        return cfg
+    kept = {k: v for k, v in LEGACY_VALUES.items() if given.get(k) is None and k not in saved}
+    for key, value in kept.items():
+        print(f"{run_dir}: saved before --{key.replace('_', '-')} existed; continuing with {key}={value!r}",
+              flush=True)
+    return {**cfg, **kept}
 
 
 def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, defaults: dict | None = None) -> str:
@@ -232,7 +256,7 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
     restore = state.get("callbacks", {}) if state and not state.get("phase_done") else {}
     monitor = cfg["monitor"]
     mode = "max" if "acc" in monitor else "min"
-    augmentation = make_augmentation(cfg["seed"])
+    augmentation = make_augmentation(cfg["seed"], cfg["augmentation"])
     for idx in range(phase_idx, len(phases)):
         phase = phases[idx]
         end = phase_start + int(phase.epochs)
@@ -471,6 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_name = args.run_name or (f"{spec.name}-cw" if cfg["class_weights"] else spec.name)
         if any(c in run_name for c in "/\\") or run_name.startswith("."):
             raise MemberError(f"--run-name must be a plain folder name. Received: run_name={run_name!r}")
+        if not args.restart:
+            cfg = keep_legacy_options(cfg, overrides, Path(args.out) / run_name)
         verbose = None if args.verbose == "auto" else int(args.verbose)
         if args.check:
             print(check_run(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, restart=args.restart))

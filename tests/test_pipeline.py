@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from members.pipeline import FacePreprocessing, make_augmentation, make_dataset
+from members.augment import make_augmentation
+from members.pipeline import FacePreprocessing, make_dataset
 
 
 def _faces(n: int = 8, seed: int = 0) -> np.ndarray:
@@ -52,8 +53,8 @@ def test_augmentation_changes_images_differently_per_batch_and_keeps_range():
     assert len(signatures) == len(batches)
 
 
-def test_augmentation_uses_the_reference_transforms():
-    aug = make_augmentation(seed=0)
+def test_legacy_augmentation_uses_keras_reference_layers():
+    aug = make_augmentation(seed=0, kind="layers")
     kinds = [type(l).__name__ for l in aug.layers]
     assert kinds == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation"]
     assert aug.layers[0].mode == "horizontal"

@@ -111,16 +111,21 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     old = tmp_path / "artifacts" / "baseline"
     shutil.copytree(run_dir, old)
     saved = json.loads((old / "config.json").read_text())
-    for key in ("filters", "pool_after", "optimizer", "block_dropout", "label_smoothing"):  # saved before these existed
+    assert saved["config"]["augmentation"] == "affine"
+    # saved before these existed; runs made before --augmentation used Keras's four Random* layers
+    for key in ("filters", "pool_after", "optimizer", "block_dropout", "label_smoothing", "augmentation"):
         del saved["config"][key]
     (old / "config.json").write_text(json.dumps(saved))
     args = ["baseline", "--data", str(fake_csv), "--out", str(old.parent), *FAST, "--tta-views", "identity,hflip,shift(2,0)"]
     assert train.main([*args, "--check"]) == 0
     assert "complete, will be skipped" in capsys.readouterr().out
     assert train.main(args) == 0
-    assert "already complete" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "already complete" in out and "continuing with augmentation='layers'" in out
     assert train.main([*args, "--pool-after", "1,2"]) == 2
     assert "pool_after: '2,4' -> '1,2'" in capsys.readouterr().err
+    assert train.main([*args, "--augmentation", "affine"]) == 2
+    assert "augmentation: 'layers' -> 'affine'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag,bad,refusal,other,change", [

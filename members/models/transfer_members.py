@@ -88,7 +88,8 @@ def member_fit(model, train, val, *, cfg: dict, **fit_kwargs):
     from members.frozen_cache import fit_with_frozen_cache
 
     return fit_with_frozen_cache(model, train, val, copies=int(cfg["cache_copies"]), dtype=cfg["cache_dtype"],
-                                 max_gb=float(cfg["cache_max_gb"]), seed=int(cfg["seed"]), **fit_kwargs)
+                                 max_gb=float(cfg["cache_max_gb"]), seed=int(cfg["seed"]),
+                                 augmentation=cfg.get("augmentation", "affine"), **fit_kwargs)
 
 
 def resolve_weights(arch: str, cfg: dict) -> Path | None:
