@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from members.augment import make_augmentation
 
+
 @keras.saving.register_keras_serializable(package="fer")
 class FacePreprocessing(keras.layers.Layer):
     """Maps raw faces in [0, 255], (B, H, W, 1) float32, to a member's input.
