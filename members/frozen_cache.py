@@ -410,8 +410,7 @@ def _find_run_dir(callbacks: Sequence) -> Path | None:
 
 def fit_with_frozen_cache(model: keras.Model, train, val, *, copies: int = 1, dtype: str = "float32",
                           max_gb: float = 8.0, seed: int = 0, augmentation: str = "affine", cache_dir=None,
-                          keep: bool = False,
-                          callbacks: Sequence = (), **fit_kwargs):
+                          keep: bool = False, callbacks: Sequence = (), **fit_kwargs):
     """``model.fit(train, validation_data=val, ...)`` computed on cached frozen features (exact).
 
     Args:
