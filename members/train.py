@@ -192,7 +192,7 @@ def keep_legacy_options(cfg: dict, given: dict, run_dir: Path) -> dict:
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         return cfg
-    saved = json.loads(config_path.read_text()).get("config")
+    saved = read_identity(config_path).get("config")  # as saved: no defaults filled in
     if not isinstance(saved, dict):
         return cfg
     kept = {k: v for k, v in LEGACY_VALUES.items() if given.get(k) is None and k not in saved}

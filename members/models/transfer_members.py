@@ -89,7 +89,7 @@ def member_fit(model, train, val, *, cfg: dict, **fit_kwargs):
 
     return fit_with_frozen_cache(model, train, val, copies=int(cfg["cache_copies"]), dtype=cfg["cache_dtype"],
                                  max_gb=float(cfg["cache_max_gb"]), seed=int(cfg["seed"]),
-                                 augmentation=cfg.get("augmentation", "affine"), **fit_kwargs)
+                                 augmentation=cfg["augmentation"], **fit_kwargs)
 
 
 def resolve_weights(arch: str, cfg: dict) -> Path | None:
