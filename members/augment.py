@@ -24,7 +24,6 @@ ROTATION_DEGREES = 10.0
 ZOOM = 0.1
 SHIFT = 0.1
 AUGMENTATIONS = ("affine", "layers")
-LEGACY_AUGMENTATION = "layers"  # what runs saved without an ``augmentation`` key were trained with
 
 
 def affine_matrices(flip, angle, zoom, dx, dy, height: int, width: int):

@@ -35,6 +35,9 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "limit": None,
 }
+# Common hyper-parameters added after runs were saved without them, with the value those runs were
+# made with where it differs from today's default (a member option says its own with ``legacy``).
+COMMON_LEGACY_VALUES: dict[str, Any] = {"augmentation": "layers"}
 
 _REGISTRY: dict[str, "MemberSpec"] = {}
 _DISCOVERED = False
@@ -56,6 +59,8 @@ class MemberOption:
         default: value when the option is not given.
         help: one line for ``--help``.
         choices: allowed values, or None.
+        legacy: the value that runs saved before this option existed (or before its default
+            changed, when their config lacks it) were made with; None: the default.
     """
 
     name: str
@@ -63,6 +68,7 @@ class MemberOption:
     default: Any
     help: str = ""
     choices: tuple | None = None
+    legacy: Any = None
 
     @property
     def flag(self) -> str:
@@ -156,6 +162,12 @@ class MemberSpec:
         cfg.update(self.defaults)
         cfg.update({o.name: o.default for o in self.options})
         return cfg
+
+    def legacy_values(self) -> dict[str, Any]:
+        """The options whose value in runs saved without them differs from today's default."""
+        values = dict(COMMON_LEGACY_VALUES)
+        values.update({o.name: o.legacy for o in self.options if o.legacy is not None})
+        return values
 
     def resolve_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Default config updated with ``overrides`` (None values are ignored); unknown keys are an error."""

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from ensemble import tta
 from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json, write_predictions
-from members.augment import AUGMENTATIONS, LEGACY_AUGMENTATION, make_augmentation
+from members.augment import AUGMENTATIONS, make_augmentation
 from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, EpochLine,
                                ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint, save_model_atomic,
                                truncate_history)
@@ -104,9 +104,6 @@ def _add_member_option(group, opt: MemberOption) -> None:
 
 COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
                "augmentation", "patience", "lr_patience", "label_smoothing", "monitor")
-# Options added after runs were saved without them, with the value those runs were made with
-# when it differs from today's default (read_identity fills the rest with the defaults).
-LEGACY_VALUES = {"augmentation": LEGACY_AUGMENTATION}
 
 
 def parse_tta_views(text: str) -> list[str]:
@@ -172,47 +169,48 @@ def same_run(saved: dict, fresh: dict) -> bool:
     return a == b
 
 
-def read_identity(config_path: Path, defaults: dict | None = None) -> dict:
-    """A run folder's saved identity, with options added since it was saved at the values it used.
+def read_identity(config_path: Path, spec: MemberSpec | None = None) -> dict:
+    """A run folder's saved identity; with ``spec``, options added since it was saved are filled in.
 
-    A run made before a member gained an option was made with that option's default (or, for the
-    options in ``LEGACY_VALUES``, with the behaviour that option now names), so it still resumes
-    (and ``run_all.sh`` still skips it when complete) after an upgrade.
+    A run made before a member gained an option was made with that option's default, or with its
+    legacy value (``MemberSpec.legacy_values``), so it still resumes (and ``run_all.sh`` still
+    skips it when complete) after an upgrade. Without ``spec`` the config is returned as saved.
     """
     saved = json.loads(config_path.read_text())
-    if defaults and isinstance(saved.get("config"), dict):
-        missing = {k: LEGACY_VALUES.get(k, v) for k, v in defaults.items() if k not in saved["config"]}
+    if spec is not None and isinstance(saved.get("config"), dict):
+        filled = {**spec.default_config(), **spec.legacy_values()}
+        missing = {k: v for k, v in filled.items() if k not in saved["config"]}
         saved["config"] = {**_normalise(missing), **saved["config"]}
     return saved
 
 
-def keep_legacy_options(cfg: dict, given: dict, run_dir: Path) -> dict:
-    """``cfg`` with the legacy value of each ``LEGACY_VALUES`` option the command line left unset
-    when ``run_dir`` holds a run saved before that option existed: the same command resumes it."""
+def keep_legacy_options(spec: MemberSpec, cfg: dict, given: dict, run_dir: Path) -> dict:
+    """``cfg`` with the legacy value of each option the command line left unset when ``run_dir``
+    holds a run saved before that option existed: the same command resumes it."""
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         return cfg
-    saved = read_identity(config_path).get("config")  # as saved: no defaults filled in
+    saved = read_identity(config_path).get("config")
     if not isinstance(saved, dict):
         return cfg
-    kept = {k: v for k, v in LEGACY_VALUES.items() if given.get(k) is None and k not in saved}
+    kept = {k: v for k, v in spec.legacy_values().items() if given.get(k) is None and k not in saved}
     for key, value in kept.items():
         print(f"{run_dir}: saved before --{key.replace('_', '-')} existed; continuing with {key}={value!r}",
               flush=True)
     return {**cfg, **kept}
 
 
-def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, defaults: dict | None = None) -> str:
+def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, spec: MemberSpec | None = None) -> str:
     """Check ``run_dir`` against this run's identity; returns 'fresh', 'resume' or 'complete'.
 
-    ``defaults`` (the member's default config) fills options missing from an older saved config.
+    ``spec`` fills options missing from an older saved config (``read_identity``).
 
     Raises:
         RunConfigError: the folder holds a run with another config and ``restart`` is False.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / CONFIG_FILE
-    saved = read_identity(config_path, defaults) if config_path.exists() else None
+    saved = read_identity(config_path, spec) if config_path.exists() else None
     if restart or (saved is None and any((run_dir / f).exists() for f in RUN_FILES)):
         if not restart:
             raise RunConfigError(f"{run_dir} holds files of an unknown run (no {CONFIG_FILE}); "
@@ -351,7 +349,7 @@ def check_run(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | 
     config_path = run_dir / CONFIG_FILE
     status = "new run"
     if config_path.exists() and not restart:
-        saved = read_identity(config_path, spec.default_config())
+        saved = read_identity(config_path, spec)
         if not same_run(saved, identity):
             changes = "; ".join(_diff(saved, identity))
             raise RunConfigError(f"{run_dir} holds a run made with another config or data ({changes}); rerun with "
@@ -388,7 +386,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     path, data = load_training_data(cfg, data_path)
     run_dir = Path(out) / run_name
     identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
-    status = prepare_run_dir(run_dir, identity, restart, spec.default_config())
+    status = prepare_run_dir(run_dir, identity, restart, spec)
     if status == "complete":
         print(f"{run_dir}: run already complete ({PREDICTIONS_FILE} and {RUN_FILE} present); nothing to do. "
               f"Use --restart to train again.", flush=True)
@@ -496,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(c in run_name for c in "/\\") or run_name.startswith("."):
             raise MemberError(f"--run-name must be a plain folder name. Received: run_name={run_name!r}")
         if not args.restart:
-            cfg = keep_legacy_options(cfg, overrides, Path(args.out) / run_name)
+            cfg = keep_legacy_options(spec, cfg, overrides, Path(args.out) / run_name)
         verbose = None if args.verbose == "auto" else int(args.verbose)
         if args.check:
             print(check_run(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, restart=args.restart))

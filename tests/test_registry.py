@@ -112,9 +112,9 @@ def test_baseline_architecture_matches_the_paper():
     dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
     assert len(dense) == 2 and dense[-1].units == 7
     assert model.input_shape == (None, 48, 48, 1)
-    # pooling sits between the convolutions: two convs, pool, two convs, pool
+    # pooling interleaved with the convolutions: conv, pool, conv, pool, conv, conv (--pool-after 1,2)
     order = [type(l).__name__ for l in model.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
-    assert order == ["Conv2D", "Conv2D", "MaxPooling2D", "Conv2D", "Conv2D", "MaxPooling2D"]
+    assert order == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "Conv2D"]
     probs = model.predict_on_batch(np.zeros((2, 48, 48, 1), np.float32))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
@@ -188,3 +188,12 @@ def test_baseline_block_dropout_follows_each_pool_and_is_off_by_default():
     assert plain.count_params() == model.count_params()
     with pytest.raises(MemberError, match="block_dropout=1.0"):
         spec.resolve_config({"block_dropout": 1.0})
+
+
+def test_legacy_values_name_what_runs_saved_without_an_option_were_made_with():
+    spec = get_member("baseline")
+    legacy = spec.legacy_values()
+    assert legacy["augmentation"] == "layers" and legacy["pool_after"] == "2,4"
+    assert spec.default_config()["pool_after"] == "1,2"  # today's default differs from the legacy one
+    assert "fc_units" not in legacy  # options that never changed have no legacy value
+    assert get_member("cnn8").legacy_values() == {"augmentation": "layers"}

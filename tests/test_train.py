@@ -122,6 +122,7 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     assert train.main(args) == 0
     out = capsys.readouterr().out
     assert "already complete" in out and "continuing with augmentation='layers'" in out
+    assert "continuing with pool_after='2,4'" in out  # the member option's own legacy value
     assert train.main([*args, "--pool-after", "1,2"]) == 2
     assert "pool_after: '2,4' -> '1,2'" in capsys.readouterr().err
     assert train.main([*args, "--augmentation", "affine"]) == 2
