@@ -59,8 +59,8 @@ class MemberOption:
         default: value when the option is not given.
         help: one line for ``--help``.
         choices: allowed values, or None.
-        legacy: the value that runs saved before this option existed (or before its default
-            changed, when their config lacks it) were made with; None: the default.
+        legacy: the value runs saved before this option existed were made with, where it differs
+            from ``default``; None: they were made with ``default``.
     """
 
     name: str
