@@ -81,6 +81,9 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
         help="comma-separated TTA views, 'default' (10 views) or 'none' (identity only)")
     add("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's choice)")
     add("--restart", action="store_true", help="discard an existing run folder's training state and start over")
+    add("--finish", action="store_true",
+        help="end a stopped run now: write its predictions and run.json from the best epoch saved so far, "
+             "without training further (run.json records finished_early)")
     add("--check", action="store_true",
         help="check the member, options, weights, data and run folder, then exit without training")
     add("--verbose", choices=("auto", "0", "1", "2"), default="auto",
@@ -361,7 +364,8 @@ def check_run(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | 
 
 def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | os.PathLike, run_name: str,
                  views: Sequence[str] | None = None, threads: int = 0, restart: bool = False,
-                 verbose: int | None = None, extra_callbacks: Sequence = (), argv: Sequence[str] | None = None) -> Path:
+                 verbose: int | None = None, extra_callbacks: Sequence = (), argv: Sequence[str] | None = None,
+                 finish: bool = False) -> Path:
     """Train (or resume) one run and write its contract files; returns the run folder.
 
     Args:
@@ -376,7 +380,14 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         verbose: 1 progress bar, 0/2 one line per epoch; None: bar on a terminal.
         extra_callbacks: more Keras callbacks (tests).
         argv: the command line, recorded in run.json.
+        finish: train no further; write the contract files from the best epoch saved so far (a run
+            stopped by hand before early stopping or its last epoch; ``finished_early`` in run.json).
+
+    Raises:
+        RunConfigError: ``finish`` with ``restart``, or for a folder with no saved epoch.
     """
+    if finish and restart:
+        raise RunConfigError("--finish ends a saved run and --restart discards it: give one of them")
     if threads:
         # Intra-op only: a one-thread inter-op pool can deadlock the input iterator against the
         # train step (seen here: a --threads 1 run hung for good after epoch 5).
@@ -386,6 +397,8 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     path, data = load_training_data(cfg, data_path)
     run_dir = Path(out) / run_name
     identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
+    if finish and not (run_dir / BEST_WEIGHTS).exists() and not (run_dir / RUN_FILE).exists():
+        raise RunConfigError(f"{run_dir}: no saved epoch to finish from (no {BEST_WEIGHTS}); train it first")
     status = prepare_run_dir(run_dir, identity, restart, spec)
     if status == "complete":
         print(f"{run_dir}: run already complete ({PREDICTIONS_FILE} and {RUN_FILE} present); nothing to do. "
@@ -394,8 +407,14 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
 
     keras.utils.set_random_seed(int(cfg["seed"]))
     stats = spec.fit_stats(data.train.x, cfg) if spec.fit_stats else {}
-    preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
     weights = class_weights(data.train.y) if cfg["class_weights"] else None
+    if finish:
+        state = {**_read_state(run_dir), "finished_early": True}
+        print(f"{run_dir}: finishing after epoch {state.get('epoch')} without further training "
+              f"(best {cfg['monitor']} {state.get('best')} at epoch {state.get('best_epoch')})", flush=True)
+        write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights)
+        return run_dir
+    preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
     model = compile_member(spec, cfg)
     state = _read_state(run_dir) if status == "resume" else {}
     if state:
@@ -455,6 +474,7 @@ def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, wei
         "train_seconds": round(float(state.get("train_seconds", 0.0)), 1),
         "tta_seconds": round(tta_seconds, 1),
         "diverged": bool(state.get("diverged", False)),
+        "finished_early": bool(state.get("finished_early", False)),
         "views": list(views),
         "command": "python -m members.train " + " ".join(shlex.quote(a) for a in (argv or [])),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -500,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(check_run(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, restart=args.restart))
             return 0
         run_training(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, views=views,
-                     threads=args.threads, restart=args.restart, verbose=verbose, argv=argv)
+                     threads=args.threads, restart=args.restart, verbose=verbose, argv=argv, finish=args.finish)
     except (MemberError, DataError, RunConfigError, ContractError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -184,6 +184,27 @@ def test_interrupted_fit_resumes_after_its_last_epoch(fake_csv, tmp_path, capsys
     assert info["class_weight_values"] and info["train_seconds"] > 0
 
 
+def test_finish_ends_a_stopped_run_from_its_best_epoch(fake_csv, tmp_path, capsys):
+    args = ["baseline", "--data", str(fake_csv), "--out", str(tmp_path), *FAST, "--epochs", "3",
+            "--tta-views", "identity"]
+    assert train.main(args + ["--finish"]) == 2
+    assert "no saved epoch" in capsys.readouterr().err
+    spec = get_member("baseline")
+    cfg = spec.resolve_config({"epochs": 3, "batch_size": 16, "seed": 1, "fc_units": 32})
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(spec, cfg, data_path=str(fake_csv), out=tmp_path, run_name="baseline",
+                           views=["identity"], verbose=2, extra_callbacks=[InterruptAfterEpoch(1)])
+    assert train.main(args + ["--finish", "--restart"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert train.main(args + ["--finish"]) == 0
+    out = capsys.readouterr().out
+    assert "finishing after epoch 1" in out and "epoch 2/3" not in out
+    info = read_predictions(tmp_path / "baseline").info
+    assert info["finished_early"] is True and info["epochs_trained"] == 1 and info["best_epoch"] == 1
+    assert train.main(args) == 0  # complete now: the plain command does nothing more
+    assert "already complete" in capsys.readouterr().out
+
+
 def _phased_baseline(name: str, phases: list, **spec_fields):
     """Register the baseline under ``name`` with the given phases (use with ``scratch_registry``)."""
     base = get_member("baseline")
