@@ -203,6 +203,11 @@ def keep_legacy_options(spec: MemberSpec, cfg: dict, given: dict, run_dir: Path)
     return {**cfg, **kept}
 
 
+def _resumable(run_dir: Path) -> bool:
+    """The folder holds a saved epoch to continue from (resume state and last model)."""
+    return (run_dir / STATE_FILE).exists() and (run_dir / LAST_MODEL).exists()
+
+
 def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, spec: MemberSpec | None = None) -> str:
     """Check ``run_dir`` against this run's identity; returns 'fresh', 'resume' or 'complete'.
 
@@ -228,7 +233,7 @@ def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, spec: MemberSp
     atomic_write_json(config_path, identity)
     if (run_dir / PREDICTIONS_FILE).exists() and (run_dir / RUN_FILE).exists():
         return "complete"
-    if (run_dir / STATE_FILE).exists() and (run_dir / LAST_MODEL).exists():
+    if _resumable(run_dir):
         return "resume"
     for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS, BEST_MODEL, HISTORY_FILE):
         (run_dir / name).unlink(missing_ok=True)
@@ -397,8 +402,10 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     path, data = load_training_data(cfg, data_path)
     run_dir = Path(out) / run_name
     identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
-    if finish and not (run_dir / BEST_WEIGHTS).exists() and not (run_dir / RUN_FILE).exists():
-        raise RunConfigError(f"{run_dir}: no saved epoch to finish from (no {BEST_WEIGHTS}); train it first")
+    if finish and not (run_dir / RUN_FILE).exists() and not (_resumable(run_dir) and (run_dir / BEST_WEIGHTS).exists()):
+        # checked before prepare_run_dir, which would clear a folder it cannot resume
+        raise RunConfigError(f"{run_dir}: no saved epoch to finish from (needs {STATE_FILE}, {LAST_MODEL} and "
+                             f"{BEST_WEIGHTS}); train it first")
     status = prepare_run_dir(run_dir, identity, restart, spec)
     if status == "complete":
         print(f"{run_dir}: run already complete ({PREDICTIONS_FILE} and {RUN_FILE} present); nothing to do. "
