@@ -13,7 +13,13 @@ The input pipeline, validation passes and early stopping are not counted: a real
 baseline, measured in the same run (the ``x baseline`` column is each member's cost per epoch as a
 multiple of the baseline's). Run it on an idle machine; concurrent load inflates every figure alike.
 
-    python benchmarks/bench_member_cost.py [MEMBER ...] [--steps 6] [--threads N]
+``--precision float32,mixed_bfloat16`` times every member under each Keras dtype policy (as
+``members.train --precision``) in the same run and prints one table: per policy the step, the epoch
+and the schedule, and each policy's speed-up per epoch over float32 (``x f32``: float32 seconds
+divided by its seconds; float32 is timed too when not named). One policy (the default, float32)
+prints the table above.
+
+    python benchmarks/bench_member_cost.py [MEMBER ...] [--steps 6] [--threads N] [--precision P[,P...]]
 """
 
 from __future__ import annotations
@@ -25,16 +31,36 @@ import time
 import numpy as np
 
 TRAIN_IMAGES = 28_709
+SHORT = {"float32": "f32", "mixed_bfloat16": "bf16", "mixed_float16": "f16"}  # column labels
 
 
-def time_member(name: str, steps: int) -> dict:
-    """Seconds per optimiser step of ``name`` with its default config, and its epoch budget."""
+def parse_precisions(text: str) -> list[str]:
+    """Policies from ``--precision`` (comma-separated, no repeats); float32 first when several are given.
+
+    Raises:
+        ValueError: an unknown or repeated policy, or none.
+    """
+    from members.registry import PRECISIONS
+
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in names if p not in PRECISIONS]
+    if bad or not names or len(set(names)) != len(names):
+        raise ValueError(f"--precision takes distinct policies among {list(PRECISIONS)}, comma-separated. "
+                         f"Received: precision={text!r}")
+    if len(names) > 1:
+        names = ["float32"] + [p for p in names if p != "float32"]  # the reference of the ratios
+    return names
+
+
+def time_member(name: str, steps: int, precision: str = "float32") -> dict:
+    """Seconds per optimiser step of ``name`` with its default config under ``precision``, and its epoch budget."""
     from members.registry import get_member
     from members.train import compile_member
 
     spec = get_member(name)
     # random weights: the cost is the same, and no weight file is needed
-    cfg = spec.resolve_config({"weights": "none"} if "weights" in spec.default_config() else {})
+    overrides = {"weights": "none"} if "weights" in spec.default_config() else {}
+    cfg = spec.resolve_config({**overrides, "precision": precision})
     model = compile_member(spec, cfg)
     batch = int(cfg["batch_size"])
     rng = np.random.default_rng(0)
@@ -46,8 +72,8 @@ def time_member(name: str, steps: int) -> dict:
     step = (time.perf_counter() - start) / steps
     epochs = sum(p.epochs for p in spec.training_phases(cfg))
     epoch_s = step * TRAIN_IMAGES / batch
-    return {"member": name, "batch": batch, "step_ms": 1e3 * step, "images_per_s": batch / step,
-            "epoch_s": epoch_s, "epochs": epochs, "hours": epoch_s * epochs / 3600, "params": model.count_params()}
+    return {"member": name, "precision": precision, "batch": batch, "step_ms": 1e3 * step,
+            "images_per_s": batch / step, "epoch_s": epoch_s, "epochs": epochs, "hours": epoch_s * epochs / 3600, "params": model.count_params()}
 
 
 def main(argv=None) -> int:
@@ -55,9 +81,16 @@ def main(argv=None) -> int:
     parser.add_argument("members", nargs="*", help="members to time (default: every member taking 48x48 faces; the 197x197 transfer members are timed with random weights)")
     parser.add_argument("--steps", type=int, default=6, help="timed optimiser steps per member")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's choice)")
+    parser.add_argument("--precision", default="float32",
+                        help="comma-separated Keras dtype policies to time (float32, mixed_bfloat16, mixed_float16); "
+                             "several: one table with each one's speed-up over float32 (default: float32)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be positive. Received: {args.steps}")
+    try:
+        precisions = parse_precisions(args.precision)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     import tensorflow as tf
 
@@ -67,14 +100,40 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     names = args.members or [n for n in list_members() if int(get_member(n).default_config()["image_size"]) <= 48]
     names = ["baseline"] + [n for n in names if n != "baseline"]
-    rows = [time_member(n, args.steps) for n in names]
+    if len(precisions) > 1:
+        print_precision_table([[time_member(n, args.steps, p) for p in precisions] for n in names])
+        return 0
+    rows = [time_member(n, args.steps, precisions[0]) for n in names]
     ref = rows[0]["epoch_s"]
+    if precisions[0] != "float32":
+        print(f"precision: {precisions[0]}")
     print(f"{'member':<13} {'batch':>5} {'params':>11} {'step ms':>8} {'img/s':>7} {'epoch s':>8} "
           f"{'x baseline':>10} {'max epochs':>10} {'max hours':>9}")
     for r in rows:
         print(f"{r['member']:<13} {r['batch']:>5} {r['params']:>11,} {r['step_ms']:>8.0f} {r['images_per_s']:>7.0f} "
               f"{r['epoch_s']:>8.0f} {r['epoch_s'] / ref:>10.2f} {r['epochs']:>10} {r['hours']:>9.2f}")
     return 0
+
+
+def print_precision_table(rows: list[list[dict]]) -> None:
+    """One line per member: step ms, epoch s and schedule hours per policy, and each policy's speed-up.
+
+    Args:
+        rows: per member, ``time_member``'s results for each policy, float32 first.
+    """
+    labels = [SHORT[r["precision"]] for r in rows[0]]
+    head = f"{'member':<13} {'batch':>5} {'params':>11} {'max epochs':>10}"
+    for i, label in enumerate(labels):
+        head += f" {label + ' ms':>9} {label + ' epoch s':>12} {label + ' hours':>10}"
+        head += f" {label + ' x f32':>10}" if i else ""
+    print(head)
+    for timed in rows:
+        r0 = timed[0]
+        line = f"{r0['member']:<13} {r0['batch']:>5} {r0['params']:>11,} {r0['epochs']:>10}"
+        for i, r in enumerate(timed):
+            line += f" {r['step_ms']:>9.0f} {r['epoch_s']:>12.0f} {r['hours']:>10.2f}"
+            line += f" {r0['epoch_s'] / r['epoch_s']:>10.2f}" if i else ""
+        print(line)
 
 
 if __name__ == "__main__":

@@ -224,9 +224,17 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], path: Path | str, splits=S
             )
 
 
+def verify_if_zoo(path: Path) -> None:
+    """Check a file of a zoo (``ZOO/runs/RUN/FILE``) against its MANIFEST.json; other files pass."""
+    from ensemble.zoo import verify_file
+
+    verify_file(path)
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise ContractError(f"{path}: file not found")
+    verify_if_zoo(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
@@ -239,6 +247,7 @@ def read_run_info(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / RUN_FILE
     if not path.exists():
         return {}
+    verify_if_zoo(path)
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

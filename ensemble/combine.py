@@ -331,8 +331,15 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
     result = CombineResult(summary, markdown, None, evals={n: {"summary": e, "markdown": report.eval_markdown(e)}
                                                            for n, e in eval_results.items()})
     if write:
-        _write_outputs(result, Path(out) if out is not None else artifacts_dir / "report", plots)
+        _write_outputs(result, Path(out) if out is not None else default_report_dir(artifacts_dir), plots)
     return result
+
+
+def default_report_dir(artifacts_dir: Path) -> Path:
+    """``ARTIFACTS_DIR/report``; for a zoo's ``runs`` folder (read-only, checksummed) ``artifacts/zoo-report``."""
+    if artifacts_dir.name == "runs" and (artifacts_dir.parent / "MANIFEST.json").is_file():
+        return Path("artifacts") / "zoo-report"
+    return artifacts_dir / "report"
 
 
 def _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps):
@@ -476,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=SELECT_MODES, default="all",
                    help="'greedy': forward selection with replacement on PublicTest")
     p.add_argument("--greedy-steps", type=int, default=30, metavar="N", help="additions of greedy selection")
-    p.add_argument("--out", metavar="DIR", help="report folder (default: ARTIFACTS_DIR/report)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: ARTIFACTS_DIR/report; "
+                                                "artifacts/zoo-report for zoo/runs)")
     p.add_argument("--skip-bad", action="store_true", help="skip broken runs with a warning instead of failing")
     p.add_argument("--eval", action="append", default=[], metavar="NAME",
                    help="also score eval-NAME.npz of every run (repeatable); writes OUT/eval-NAME.md/json")

@@ -1,6 +1,6 @@
 """Evaluate saved runs on another labelled data set: ``python -m members.evaluate``.
 
-    python -m members.evaluate --data PATH --name NAME [--runs RUN ...] [--artifacts DIR]
+    python -m members.evaluate --data PATH --name NAME [--runs RUN ...] [--artifacts DIR] [--out DIR]
                                [--split train|val|test|all] [--resize] [--batch-size N] [--limit N]
 
 Every run predicts the chosen rows of PATH (anything ``members.data.load_dataset`` reads: a
@@ -14,24 +14,30 @@ Rows: a set without a Usage split (every row is PrivateTest) is used whole; a se
 restricted to its PrivateTest rows by default, and the command says so (``--split all`` takes every row).
 
 RUN is a run folder, or a run name (shell patterns allowed) under ``--artifacts`` (default
-``artifacts/``); without ``--runs``, every run there. The helpers ``resolve_runs`` and ``saved_views``
-are shared with ``members.predict`` and ``members.export``.
+``artifacts/``); with ``--artifacts`` alone, every run there. With neither, the zoo's release ensemble
+(``ensemble.zoo``: files checked against the manifest, the release's weights): its eval files go to
+``--out`` (default ``artifacts/zoo-eval/<run>/``, beside copies of each run's run.json and
+predictions.npz), never into the zoo, and the weighted ensemble's accuracy is printed. The helpers
+``select_runs``, ``resolve_runs`` and ``saved_views`` are shared with ``members.predict`` and
+``members.export``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ensemble import tta
-from ensemble.artifacts import (CLASSES, PREDICTIONS_FILE, ContractError, find_runs, is_valid_eval_name, match_runs,
-                                read_run_info, write_eval)
+from ensemble import tta, voting
+from ensemble.artifacts import (CLASSES, PREDICTIONS_FILE, RUN_FILE, ContractError, find_runs, is_valid_eval_name,
+                                match_runs, read_run_info, write_eval)
 
 SPLITS = {"train": "Training", "val": "PublicTest", "test": "PrivateTest", "all": None}
 DEFAULT_ARTIFACTS = "artifacts"
@@ -89,6 +95,44 @@ def resolve_runs(runs: Sequence[str] | None, artifacts: str | os.PathLike = DEFA
     if clash:
         raise RunSelectionError(f"several selected runs share the folder name(s) {clash}; run names must be unique")
     return unique
+
+
+@dataclass
+class RunSelection:
+    """The runs a command uses: their folders, model files, ensemble weights and TTA mode.
+
+    Attributes:
+        run_dirs: run folders (run.json, predictions.npz).
+        model_paths: each run's model file, None for ``run_dir/model.keras``.
+        weights: the ensemble's weights (the zoo release's), None for equal weights.
+        tta: the release's TTA mode, None when the command's own default applies.
+        source: what was chosen, in words.
+    """
+
+    run_dirs: list[Path]
+    model_paths: list[Path | None]
+    weights: list[float] | None
+    tta: str | None
+    source: str
+
+
+def select_runs(runs: Sequence[str] | None, artifacts: str | os.PathLike | None) -> RunSelection:
+    """The zoo's release ensemble when neither ``runs`` nor ``artifacts`` is given, else ``resolve_runs``.
+
+    Raises:
+        RunSelectionError: as ``resolve_runs``.
+        ContractError: the zoo's release is missing or one of its files fails its sha256 check.
+    """
+    if not runs and artifacts is None:
+        from ensemble.zoo import release_members
+
+        members, release = release_members()
+        weights = ", ".join(f"{m.name} {m.weight:.3g}" for m in members)
+        return RunSelection([m.run_dir for m in members], [m.model_path for m in members],
+                            [m.weight for m in members], release["tta"],
+                            f"the zoo's release ensemble ({weights}; TTA {release['tta']})")
+    dirs = resolve_runs(runs, DEFAULT_ARTIFACTS if artifacts is None else artifacts)
+    return RunSelection(dirs, [None] * len(dirs), None, None, f"{len(dirs)} run(s)")
 
 
 def saved_views(run_dir: str | os.PathLike) -> list[str]:
@@ -152,8 +196,9 @@ def select_rows(data, split: str | None):
 
 
 def evaluate_run(run_dir: Path, x: np.ndarray, labels: np.ndarray, ids: np.ndarray, name: str,
-                 batch_size: int = 1024, progress: bool = True) -> dict:
-    """Predict ``x`` with one run's saved views and write ``run_dir/eval-NAME.npz``.
+                 batch_size: int = 1024, progress: bool = True, model_path: Path | None = None,
+                 out_dir: Path | None = None) -> dict:
+    """Predict ``x`` with one run's saved views and write ``eval-NAME.npz``.
 
     Args:
         run_dir: the run folder.
@@ -163,19 +208,32 @@ def evaluate_run(run_dir: Path, x: np.ndarray, labels: np.ndarray, ids: np.ndarr
         name: evaluation name.
         batch_size: images per forward call.
         progress: show a bar over the views.
+        model_path: the run's model file when it is not ``run_dir/model.keras``.
+        out_dir: write ``out_dir/<run>/eval-NAME.npz``, beside copies of the run's run.json and
+            predictions.npz (so ``ensemble.combine out_dir --eval NAME`` reads it), instead of writing
+            into the run folder.
 
     Returns:
-        ``{"run", "path", "views", "acc", "acc_tta", "seconds"}``.
+        ``{"run", "path", "views", "acc", "acc_tta", "seconds", "probs"}`` (``probs``: TTA mean, (N, 7)).
     """
     from members.inference import accuracy, load_run
 
     views = saved_views(run_dir)
-    predictor = load_run(run_dir)
+    predictor = load_run(run_dir, model_path)
     start = time.perf_counter()
     probs = predictor.predict_views(x, views, batch_size=batch_size, progress=progress)
-    path = write_eval(run_dir, name, views, probs, labels, ids)
+    target = run_dir
+    if out_dir is not None:
+        target = Path(out_dir) / run_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for file in (RUN_FILE, PREDICTIONS_FILE):
+            shutil.copyfile(run_dir / file, target / f".{file}.tmp")
+            os.replace(target / f".{file}.tmp", target / file)
+    path = write_eval(target, name, views, probs, labels, ids)
+    merged = tta.merge(probs)
     return {"run": run_dir.name, "path": path, "views": views, "acc": accuracy(probs[0], labels),
-            "acc_tta": accuracy(tta.merge(probs), labels), "seconds": time.perf_counter() - start}
+            "acc_tta": accuracy(merged, labels), "seconds": time.perf_counter() - start, "probs": merged,
+            "probs_identity": probs[0]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,8 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="CSV (emotion,pixels[,Usage]; plain or gzip) or image folder")
     p.add_argument("--name", required=True, help="name of the evaluation: files are eval-NAME.npz")
     p.add_argument("--runs", nargs="+", metavar="RUN",
-                   help="run folders, or run names / shell patterns under --artifacts (default: every run)")
-    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="folder of runs (default: artifacts/)")
+                   help="run folders, or run names / shell patterns under --artifacts (default: with --artifacts, "
+                        "every run there; without it, the zoo's release ensemble)")
+    p.add_argument("--artifacts", help="folder of runs (default: artifacts/ when --runs is given)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write DIR/<run>/eval-NAME.npz instead of into the run folders (default for the zoo's "
+                        "release: artifacts/zoo-eval)")
     p.add_argument("--split", choices=list(SPLITS),
                    help="rows to use; default: every row of a set without Usage, else the PrivateTest rows")
     p.add_argument("--resize", action="store_true", help="resize folder images that are not 48x48")
@@ -209,7 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--batch-size must be positive. Received: batch_size={args.batch_size!r}")
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be positive. Received: limit={args.limit!r}")
-        run_dirs = resolve_runs(args.runs, args.artifacts)
+        selection = select_runs(args.runs, args.artifacts)
+        run_dirs = selection.run_dirs
+        out_dir = Path(args.out) if args.out else (Path(DEFAULT_ARTIFACTS) / "zoo-eval" if selection.tta else None)
         views = {d.name: saved_views(d) for d in run_dirs}
         data = load_dataset(args.data, resize=args.resize, cache=args.cache)
         rows, description = select_rows(data, args.split)
@@ -221,23 +285,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
     absent = [CLASSES[c] for c in range(len(CLASSES)) if not np.any(rows.y == c)]
-    print(f"evaluating {len(run_dirs)} run(s) on {args.data}, {description}", flush=True)
+    print(f"evaluating {selection.source} on {args.data}, {description}", flush=True)
     if absent:
         print(f"note: classes absent from this set: {', '.join(absent)}", flush=True)
     results = []
-    for i, run_dir in enumerate(run_dirs, 1):
+    for i, (run_dir, model_path) in enumerate(zip(run_dirs, selection.model_paths), 1):
         try:
-            r = evaluate_run(run_dir, rows.x, rows.y, rows.ids, args.name, args.batch_size)
+            r = evaluate_run(run_dir, rows.x, rows.y, rows.ids, args.name, args.batch_size, model_path=model_path,
+                             out_dir=out_dir)
         except (ContractError, MemberError) as exc:
             print(f"error: run {run_dir.name!r}: {exc}", file=sys.stderr)
             return 2
         results.append(r)
         print(f"[{i}/{len(run_dirs)}] {r['run']}: acc {r['acc']:.4f}, TTA ({len(views[run_dir.name])} views) "
               f"{r['acc_tta']:.4f}, {r['seconds']:.1f} s -> {r['path']}", flush=True)
-    artifacts = Path(args.artifacts)
-    if all(d.parent.resolve() == artifacts.resolve() for d in run_dirs):
-        selection = "" if not args.runs else " --runs " + " ".join(d.name for d in run_dirs)
-        print(f"next: python -m ensemble.combine {artifacts} --eval {args.name}{selection}", flush=True)
+    if len(results) > 1:
+        w = voting.normalize_weights(selection.weights, len(results))
+        acc = [float(np.mean(voting.soft_vote(np.stack([r[k] for r in results]), w).argmax(-1) == rows.y))
+               for k in ("probs_identity", "probs")]
+        print(f"ensemble ({'weighted' if selection.weights else 'equal weights'}, soft vote): acc {acc[0]:.4f}, "
+              f"TTA {acc[1]:.4f}", flush=True)
+    folder = out_dir if out_dir is not None else Path(args.artifacts or DEFAULT_ARTIFACTS)
+    if all(r["path"].parent.parent.resolve() == folder.resolve() for r in results):
+        selection_args = "" if not args.runs or out_dir is not None else " --runs " + " ".join(d.name for d in run_dirs)
+        weights = "" if not selection.weights else " --weights " + " ".join(f"{x:.6g}" for x in selection.weights)
+        tta_arg = f" --tta {selection.tta}" if selection.tta else ""
+        print(f"next: python -m ensemble.combine {folder} --eval {args.name}{selection_args}{tta_arg}{weights}",
+              flush=True)
     return 0
 
 

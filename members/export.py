@@ -41,7 +41,7 @@ import numpy as np
 from ensemble import tta as tta_views
 from ensemble import voting
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_json
-from members.evaluate import DEFAULT_ARTIFACTS, RunSelectionError, resolve_runs, saved_views
+from members.evaluate import RunSelectionError, saved_views, select_runs
 
 SIDE = 48
 TTA_MODES = ("none", "flip", "all")
@@ -191,7 +191,7 @@ def custom_layers(model) -> dict[str, str]:
 
 
 def build_ensemble(run_dirs: Sequence[Path], tta: str = "flip", weights: Sequence[float] | None = None,
-                   side: int = SIDE) -> tuple[Any, dict]:
+                   side: int = SIDE, model_paths: Sequence[Path | None] | None = None) -> tuple[Any, dict]:
     """The ensemble of ``run_dirs`` as one Keras model (uint8 faces in, soft-voted probabilities out).
 
     Args:
@@ -199,6 +199,7 @@ def build_ensemble(run_dirs: Sequence[Path], tta: str = "flip", weights: Sequenc
         tta: ``none``, ``flip`` or ``all`` (every view each run saved).
         weights: one non-negative weight per run (normalised), or None for equal weights.
         side: face side.
+        model_paths: each run's model file, or None (``run_dir/model.keras``); zoo files are verified.
 
     Returns:
         (model, info): info describes the runs, their views and weights and the custom layers.
@@ -220,10 +221,11 @@ def build_ensemble(run_dirs: Sequence[Path], tta: str = "flip", weights: Sequenc
     x = keras.layers.Rescaling(1.0, name="to_float")(faces)
     views_made: dict[str, Any] = {"identity": x}
     outputs, runs, used = [], [], set()
-    for run_dir, weight in zip(run_dirs, w):
+    model_paths = list(model_paths) if model_paths is not None else [None] * len(run_dirs)
+    for run_dir, weight, model_path in zip(run_dirs, w, model_paths):
         run_dir = Path(run_dir)
         views = tta_views.views_for(tta, available=saved_views(run_dir))
-        predictor = load_run(run_dir)
+        predictor = load_run(run_dir, model_path)
         name, k = safe_name(run_dir.name), 1
         while name in used:  # 'baseline-cw' and 'baseline_cw' both sanitise to 'baseline_cw'
             k += 1
@@ -252,7 +254,8 @@ def build_ensemble(run_dirs: Sequence[Path], tta: str = "flip", weights: Sequenc
 
 
 def export_ensemble(run_dirs: Sequence[Path], out: str | Path, tta: str = "flip",
-                    weights: Sequence[float] | None = None, verify: bool = True) -> dict:
+                    weights: Sequence[float] | None = None, verify: bool = True,
+                    model_paths: Sequence[Path | None] | None = None) -> dict:
     """Build the ensemble, save it to ``out`` (``.keras``) and ``out`` with ``.json``; returns the info.
 
     Args:
@@ -261,6 +264,7 @@ def export_ensemble(run_dirs: Sequence[Path], out: str | Path, tta: str = "flip"
         tta: ``none``, ``flip`` or ``all``.
         weights: one weight per run, or None.
         verify: reload the saved file and check it reproduces the in-memory model.
+        model_paths: each run's model file, or None (``run_dir/model.keras``).
 
     Raises:
         ValueError: bad arguments, or the reloaded file disagrees with the model.
@@ -273,7 +277,7 @@ def export_ensemble(run_dirs: Sequence[Path], out: str | Path, tta: str = "flip"
     if out.suffix != ".keras":
         raise ValueError(f"--out must be a .keras file. Received: out={str(out)!r}")
     start = time.perf_counter()
-    model, info = build_ensemble(run_dirs, tta, weights)
+    model, info = build_ensemble(run_dirs, tta, weights, model_paths=model_paths)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, out)
     info["parameters"] = int(model.count_params())
@@ -296,11 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Export runs as one Keras model: uint8 faces (B, 48, 48, 1) in, "
                                             "TTA-averaged soft-voted probabilities (B, 7) out.")
     p.add_argument("--runs", nargs="+", metavar="RUN",
-                   help="run folders, or run names / shell patterns under --artifacts (default: every run)")
-    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="folder of runs (default: artifacts/)")
-    p.add_argument("--tta", choices=TTA_MODES, default="flip",
-                   help="views averaged per run: identity, identity+hflip, or every saved view (default: flip)")
-    p.add_argument("--weights", nargs="+", type=float, metavar="W", help="one weight per run (default: equal)")
+                   help="run folders, or run names / shell patterns under --artifacts (default: with --artifacts, "
+                        "every run there; without it, the zoo's release ensemble)")
+    p.add_argument("--artifacts", help="folder of runs (default: artifacts/ when --runs is given)")
+    p.add_argument("--tta", choices=TTA_MODES,
+                   help="views averaged per run: identity, identity+hflip, or every saved view (default: the "
+                        "release's mode for the zoo, else flip)")
+    p.add_argument("--weights", nargs="+", type=float, metavar="W",
+                   help="one weight per run (default: the release's weights for the zoo, else equal)")
     p.add_argument("--out", default="ensemble.keras", help="output .keras file (default: ensemble.keras)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload check")
     return p
@@ -312,12 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if Path(args.out).suffix != ".keras":
             raise ValueError(f"--out must be a .keras file. Received: out={args.out!r}")
-        run_dirs = resolve_runs(args.runs, args.artifacts)
-        if args.weights is not None:
-            voting.normalize_weights(args.weights, len(run_dirs))
+        selection = select_runs(args.runs, args.artifacts)
+        run_dirs = selection.run_dirs
+        weights = args.weights if args.weights is not None else selection.weights
+        voting.normalize_weights(weights, len(run_dirs))
         for d in run_dirs:
             saved_views(d)
-        info = export_ensemble(run_dirs, args.out, args.tta, args.weights, args.verify)
+        info = export_ensemble(run_dirs, args.out, args.tta or selection.tta or "flip", weights, args.verify,
+                               model_paths=selection.model_paths)
     except (RunSelectionError, ContractError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -122,20 +122,23 @@ class Predictor:
         return np.stack([self.predict(tta.apply_view(x, v), batch_size) for v in iterator]).astype(np.float32)
 
 
-def load_run(run_dir: str | os.PathLike) -> Predictor:
+def load_run(run_dir: str | os.PathLike, model_path: str | os.PathLike | None = None) -> Predictor:
     """Rebuild a finished run's predictor from ``run.json`` and ``model.keras`` (its best epoch).
 
     Args:
         run_dir: the run folder.
+        model_path: the model file, when it is not ``run_dir/model.keras`` (the zoo keeps release
+            models in ``zoo/models/<run>.keras``). A zoo file is checked against the zoo's manifest.
 
     Returns:
         A Predictor taking raw uint8 faces.
 
     Raises:
-        ContractError: run.json or the model file is missing or unusable.
+        ContractError: run.json or the model file is missing, unusable or (in a zoo) altered.
     """
     import keras
 
+    from ensemble.artifacts import verify_if_zoo
     from members.callbacks import BEST_MODEL
     from members.registry import get_member
 
@@ -147,9 +150,10 @@ def load_run(run_dir: str | os.PathLike) -> Predictor:
         if key not in info:
             raise ContractError(f"{run_dir / 'run.json'}: missing key {key!r}")
     spec = get_member(info["member"])
-    path = run_dir / BEST_MODEL
+    path = Path(model_path) if model_path is not None else run_dir / BEST_MODEL
     if not path.is_file():
         raise ContractError(f"{path}: model file not found")
+    verify_if_zoo(path)
     model = keras.saving.load_model(path, compile=False)
     stats = info.get("stats") or {}
     preprocess = spec.preprocess(info["config"], stats) if spec.preprocess is not None else None

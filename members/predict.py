@@ -8,10 +8,12 @@ Faces are found with OpenCV's bundled frontal-face Haar cascade (``cv2.data.haar
 is downloaded). Each face box is made square around its centre (``--margin`` widens it; parts
 outside the photo repeat the edge pixels), converted to grey and resized to 48x48 (area
 interpolation when shrinking). ``--detect-max-side`` runs the detector on a shrunk copy of large
-photos (the crops still come from the full photo): detection dominates the cost per frame. Every run
-(loaded once) predicts all faces of all photos in one batch per run with its TTA views (``flip``:
-identity and mirror, the default; ``all``: every view the run saved; ``none``), the views are
-averaged per run and the runs soft-voted (their mean).
+photos (the crops still come from the full photo): detection dominates the cost per frame. Without
+``--runs`` / ``--artifacts`` the model is the zoo's release ensemble (``ensemble.zoo``: each file checked
+against the manifest; the release's weights and TTA mode), so predictions work right after installing.
+Every run (loaded once) predicts all faces of all photos in one batch per run with its TTA views
+(``flip``: identity and mirror, the default for runs you name; ``all``: every view the run saved;
+``none``), the views are averaged per run and the runs soft-voted (weighted mean).
 
 Output: per photo its faces, left to right, with the box, the label and the 7 probabilities; a photo
 without a face says so. ``--json`` prints a JSON list instead (one object per photo). ``--annotate``
@@ -32,7 +34,7 @@ import numpy as np
 
 from ensemble import tta as tta_views
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_bytes
-from members.evaluate import DEFAULT_ARTIFACTS, RunSelectionError, resolve_runs, saved_views
+from members.evaluate import RunSelectionError, saved_views, select_runs
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 FACE_SIDE = 48
@@ -151,18 +153,24 @@ class FaceEnsemble:
     Args:
         run_dirs: finished run folders.
         tta: ``none``, ``flip`` or ``all`` (every view the run saved).
+        weights: one non-negative weight per run (normalised), or None for equal weights.
+        model_paths: each run's model file, or None (``run_dir/model.keras``); zoo files are verified.
     """
 
-    def __init__(self, run_dirs: Sequence[Path], tta: str = "flip"):
+    def __init__(self, run_dirs: Sequence[Path], tta: str = "flip", weights: Sequence[float] | None = None,
+                 model_paths: Sequence[Path | None] | None = None):
+        from ensemble.voting import normalize_weights
         from members.inference import load_run
 
         if tta not in TTA_MODES:
             raise ValueError(f"--tta must be one of {list(TTA_MODES)}. Received: tta={tta!r}")
         if not run_dirs:
             raise ValueError("FaceEnsemble needs at least one run. Received: run_dirs=[]")
+        model_paths = list(model_paths) if model_paths is not None else [None] * len(run_dirs)
         self.names = [Path(d).name for d in run_dirs]
+        self.weights = normalize_weights(weights, len(run_dirs))
         self.views = [tta_views.views_for(tta, available=saved_views(d)) for d in run_dirs]
-        self.predictors = [load_run(d) for d in run_dirs]
+        self.predictors = [load_run(d, m) for d, m in zip(run_dirs, model_paths)]
         self.tta = tta
 
     def run_probs(self, faces: np.ndarray) -> np.ndarray:
@@ -182,8 +190,9 @@ class FaceEnsemble:
         return np.stack(out).astype(np.float32)
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
-        """The soft vote (mean of the runs' TTA-averaged probabilities), float32 (N, 7)."""
-        return self.run_probs(faces).mean(axis=0, dtype=np.float64).astype(np.float32)
+        """The soft vote (weighted mean of the runs' TTA-averaged probabilities), float32 (N, 7)."""
+        probs = self.run_probs(faces).astype(np.float64)
+        return np.tensordot(self.weights, probs, axes=1).astype(np.float32)
 
 
 def predict_photos(paths: Sequence[str | Path], ensemble: FaceEnsemble, images: Sequence[np.ndarray] | None = None,
@@ -219,9 +228,9 @@ def predict_photos(paths: Sequence[str | Path], ensemble: FaceEnsemble, images: 
     return results
 
 
-def format_results(results: list[dict], runs: Sequence[str], tta: str) -> str:
-    """The plain-text report of ``predict_photos`` results."""
-    lines = [f"runs: {', '.join(runs)}; TTA {tta}; soft vote of {len(runs)} run(s)"]
+def format_results(results: list[dict], source: str) -> str:
+    """The plain-text report of ``predict_photos`` results; ``source`` says which runs voted."""
+    lines = [f"model: {source}"]
     for r in results:
         n = len(r["faces"])
         lines.append(f"{r['image']}: " + (f"{n} face{'s' if n > 1 else ''}" if n else "no face found"))
@@ -296,9 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
                                             "ensemble (Haar cascade, 48x48 grey crops, TTA, soft vote).")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any format OpenCV reads)")
     p.add_argument("--runs", nargs="+", metavar="RUN",
-                   help="run folders, or run names / shell patterns under --artifacts (default: every run)")
-    p.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="folder of runs (default: artifacts/)")
-    p.add_argument("--tta", choices=TTA_MODES, default="flip", help="views averaged per run (default: flip)")
+                   help="run folders, or run names / shell patterns under --artifacts (default: with --artifacts, "
+                        "every run there; without it, the zoo's release ensemble)")
+    p.add_argument("--artifacts", help="folder of runs (default: artifacts/ when --runs is given)")
+    p.add_argument("--tta", choices=TTA_MODES,
+                   help="views averaged per run (default: the release's mode for the zoo, else flip)")
     p.add_argument("--json", action="store_true", help="print a JSON list (one object per photo)")
     p.add_argument("--annotate", metavar="OUT.png", help="write the photo with boxes and labels drawn")
     p.add_argument("--min-size", type=int, default=30, help="smallest face side searched, pixels (default 30)")
@@ -320,8 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.annotate:
             _check_image_suffix(Path(args.annotate))
         images = [read_image(p) for p in args.images]
-        run_dirs = resolve_runs(args.runs, args.artifacts)
-        ensemble = FaceEnsemble(run_dirs, args.tta)
+        selection = select_runs(args.runs, args.artifacts)
+        tta = args.tta or selection.tta or "flip"
+        ensemble = FaceEnsemble(selection.run_dirs, tta, selection.weights, selection.model_paths)
         results = predict_photos(args.images, ensemble, images, min_size=args.min_size,
                                  min_neighbors=args.min_neighbors, margin=args.margin,
                                  detect_max_side=args.detect_max_side)
@@ -334,7 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(format_results(results, ensemble.names, args.tta))
+        source = selection.source if selection.tta and not args.tta else \
+            f"{', '.join(ensemble.names)}; TTA {tta}; soft vote of {len(ensemble.names)} run(s)"
+        print(format_results(results, source))
     if args.annotate:
         print(f"annotated photo(s) written: {', '.join(map(str, annotation_paths(args.annotate, args.images)))}",
               file=sys.stderr)

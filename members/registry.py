@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 OUTPUT_KINDS = ("probs", "scores")
+# Keras dtype policies a member may train under (``--precision``); outputs and losses stay float32.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # Hyper-parameters every member has; a spec's ``defaults`` overrides their values.
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -34,10 +36,12 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "monitor": "val_accuracy",
     "seed": 0,
     "limit": None,
+    "precision": "float32",
 }
 # Common hyper-parameters added after runs were saved without them, with the value those runs were
 # made with where it differs from today's default (a member option says its own with ``legacy``).
-COMMON_LEGACY_VALUES: dict[str, Any] = {"augmentation": "layers"}
+# ``precision``: every run before the option trained in float32, whatever the default becomes.
+COMMON_LEGACY_VALUES: dict[str, Any] = {"augmentation": "layers", "precision": "float32"}
 
 _REGISTRY: dict[str, "MemberSpec"] = {}
 _DISCOVERED = False

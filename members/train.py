@@ -11,6 +11,7 @@ finished run is reported and not retrained. ``--list`` prints the registered mem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ import tensorflow as tf
 
 from ensemble import tta
 from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json, write_predictions
+from ensemble.provenance import git_commit, machine_info
 from members.augment import AUGMENTATIONS, make_augmentation
 from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, EpochLine,
                                ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint, save_model_atomic,
@@ -34,7 +36,7 @@ from members.data import DataError, class_weights, load_dataset, resolve_data_pa
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
 from members.losses import crossentropy
 from members.pipeline import make_dataset
-from members.registry import MemberError, MemberOption, MemberSpec, describe_members, get_member
+from members.registry import PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members, get_member
 
 CONFIG_FILE = "config.json"
 RUN_FILES = (PREDICTIONS_FILE, RUN_FILE, BEST_MODEL, BEST_WEIGHTS, LAST_MODEL, STATE_FILE, HISTORY_FILE, CONFIG_FILE)
@@ -75,6 +77,9 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--label-smoothing", type=float,
         help="cross-entropy against (1 - X) * one-hot + X / 7 (0: none; not with --loss l2svm)")
     add("--monitor", choices=("val_accuracy", "val_loss"), help="validation metric for checkpoint/early stop")
+    add("--precision", metavar="|".join(PRECISIONS),
+        help="Keras dtype policy of the model's layers (default float32; mixed_bfloat16 uses AMX / "
+             "AVX512-BF16 on CPUs that have them); the output layer, the loss and predictions.npz stay float32")
     add("--out", default="artifacts", help="output folder (default: artifacts/)")
     add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
     add("--tta-views", default="default",
@@ -106,7 +111,7 @@ def _add_member_option(group, opt: MemberOption) -> None:
 
 
 COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
-               "augmentation", "patience", "lr_patience", "label_smoothing", "monitor")
+               "augmentation", "patience", "lr_patience", "label_smoothing", "monitor", "precision")
 
 
 def parse_tta_views(text: str) -> list[str]:
@@ -142,6 +147,36 @@ def _check_positive(cfg: dict) -> None:
         raise MemberError(f"--label-smoothing must be in [0, 1). Received: label_smoothing={cfg['label_smoothing']!r}")
     if cfg["limit"] is not None and int(cfg["limit"]) < 1:
         raise MemberError(f"--limit must be positive. Received: limit={cfg['limit']!r}")
+    check_precision(cfg["precision"])
+
+
+def check_precision(precision: str) -> None:
+    """Raise MemberError unless ``precision`` is one of ``PRECISIONS``."""
+    if precision not in PRECISIONS:
+        raise MemberError(f"--precision must be one of {list(PRECISIONS)}. Received: precision={precision!r}")
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Keras's global dtype policy set to ``precision`` inside the block, the previous one restored after.
+
+    Layers take the global policy when they are constructed, so a model built inside the block
+    keeps ``precision`` for training, saving and prediction; the policy does not leak into code
+    that runs later in the process (the data pipeline, other runs, tests).
+
+    Args:
+        precision: one of ``PRECISIONS``.
+
+    Raises:
+        MemberError: an unknown precision.
+    """
+    check_precision(precision)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 # ----------------------------------------------------------------------------- run folder
@@ -241,12 +276,34 @@ def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, spec: MemberSp
 
 
 # ----------------------------------------------------------------------------- training
+def build_member(spec: MemberSpec, cfg: dict) -> keras.Model:
+    """The member's uncompiled model, built under the dtype policy ``cfg["precision"]`` (float32 if absent).
+
+    Raises:
+        MemberError: the model's output is not float32 (its last layer needs ``dtype="float32"``).
+    """
+    precision = cfg.get("precision", "float32")
+    with precision_policy(precision):
+        model = spec.build(cfg)
+    dtypes = sorted({keras.backend.standardize_dtype(t.dtype) for t in getattr(model, "outputs", None) or []})
+    if dtypes and dtypes != ["float32"]:
+        raise MemberError(f"member {spec.name!r} outputs {dtypes} under precision {precision!r}; its output layer "
+                          f"must compute in float32 (dtype='float32'). Received: precision={precision!r}")
+    return model
+
+
 def compile_member(spec: MemberSpec, cfg: dict) -> keras.Model:
-    """Build and compile the member's model from its spec."""
-    model = spec.build(cfg)
-    optimizer = spec.optimizer(cfg) if spec.optimizer else keras.optimizers.Adam(float(cfg["lr"]))
-    loss = spec.loss(cfg) if spec.loss else crossentropy(float(cfg["label_smoothing"]))
-    model.compile(optimizer=optimizer, loss=loss, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    """Build and compile the member's model from its spec, under its precision (``build_member``).
+
+    Under ``mixed_float16`` Keras wraps the optimizer in a ``LossScaleOptimizer``; the loss is
+    computed in float32 under every policy (Keras losses use ``floatx``).
+    """
+    model = build_member(spec, cfg)
+    with precision_policy(cfg.get("precision", "float32")):
+        optimizer = spec.optimizer(cfg) if spec.optimizer else keras.optimizers.Adam(float(cfg["lr"]))
+        loss = spec.loss(cfg) if spec.loss else crossentropy(float(cfg["label_smoothing"]))
+        model.compile(optimizer=optimizer, loss=loss,
+                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return model
 
 
@@ -393,6 +450,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     """
     if finish and restart:
         raise RunConfigError("--finish ends a saved run and --restart discards it: give one of them")
+    check_precision(cfg.get("precision", "float32"))
     if threads:
         # Intra-op only: a one-thread inter-op pool can deadlock the input iterator against the
         # train step (seen here: a --threads 1 run hung for good after epoch 5).
@@ -440,7 +498,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
 
 def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights) -> None:
     """Save the best epoch as model.keras, predict val/test with TTA; write predictions.npz and run.json."""
-    model = spec.build(cfg)  # uncompiled: model.keras carries no optimizer state
+    model = build_member(spec, cfg)  # uncompiled: model.keras carries no optimizer state
     model.load_weights(run_dir / BEST_WEIGHTS)
     save_model_atomic(model, run_dir / BEST_MODEL)
     preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
@@ -474,6 +532,8 @@ def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, wei
                  "n_train": int(len(data.train.y)), "n_val": int(len(data.val.y)), "n_test": int(len(data.test.y))},
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__},
+        "machine": machine_info(),
+        "commit": git_commit(),
         "metrics": metrics,
         "epochs_trained": int(state.get("epoch", 0)),
         "best_epoch": state.get("best_epoch"),

@@ -88,7 +88,7 @@ def test_text_report_and_annotated_photo(tiny_runs, photos, tmp_path, capsys):
             "--tta", "all", "--annotate", str(out)]
     assert predict.main(argv) == 0
     text = capsys.readouterr().out
-    assert "runs: baseline; TTA all" in text and "astronaut.png: 1 face" in text and "face 1 at x=" in text
+    assert "model: baseline; TTA all" in text and "astronaut.png: 1 face" in text and "face 1 at x=" in text
     assert all(c in text for c in CLASSES)
     drawn, original = cv2.imread(str(out)), cv2.imread(str(photos["face"]))
     assert drawn.shape == original.shape and np.any(drawn != original)

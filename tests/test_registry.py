@@ -196,4 +196,4 @@ def test_legacy_values_name_what_runs_saved_without_an_option_were_made_with():
     assert legacy["augmentation"] == "layers" and legacy["pool_after"] == "2,4"
     assert spec.default_config()["pool_after"] == "1,2"  # today's default differs from the legacy one
     assert "fc_units" not in legacy  # options that never changed have no legacy value
-    assert get_member("cnn8").legacy_values() == {"augmentation": "layers"}
+    assert get_member("cnn8").legacy_values() == {"augmentation": "layers", "precision": "float32"}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
+import keras
 import numpy as np
 import pytest
 
 from ensemble import tta
 from ensemble.artifacts import read_predictions
+from ensemble import provenance
 from members import train
 from members.callbacks import STATE_FILE, InterruptAfterEpoch, RunCheckpoint, read_history, truncate_history
 from members.data import load_dataset
@@ -59,6 +62,9 @@ def test_one_epoch_writes_a_valid_contract(finished_run):
     assert set(info["metrics"]) >= {"val_acc", "val_loss", "test_acc", "test_loss"}
     assert info["data"]["path"].endswith(fake_csv.name) and info["data"]["fingerprint"]
     assert info["metrics"]["test_acc"] == pytest.approx(np.mean(preds.test.probs[0].argmax(1) == preds.test.labels))
+    assert info["config"]["precision"] == "float32"
+    assert info["machine"] == provenance.machine_info() and info["machine"]["cores"] >= 1
+    assert info["commit"] == provenance.git_commit()
     for name in ("model.keras", "history.csv"):
         assert (run_dir / name).is_file()
     assert not (run_dir / "last.keras").exists() and not (run_dir / "best.weights.h5").exists()
@@ -113,7 +119,7 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     saved = json.loads((old / "config.json").read_text())
     assert saved["config"]["augmentation"] == "affine"
     # saved before these existed; runs made before --augmentation used Keras's four Random* layers
-    for key in ("filters", "pool_after", "optimizer", "block_dropout", "label_smoothing", "augmentation"):
+    for key in ("filters", "pool_after", "optimizer", "block_dropout", "label_smoothing", "augmentation", "precision"):
         del saved["config"][key]
     (old / "config.json").write_text(json.dumps(saved))
     args = ["baseline", "--data", str(fake_csv), "--out", str(old.parent), *FAST, "--tta-views", "identity,hflip,shift(2,0)"]
@@ -123,16 +129,20 @@ def test_run_saved_before_an_option_existed_keeps_its_default(finished_run, caps
     out = capsys.readouterr().out
     assert "already complete" in out and "continuing with augmentation='layers'" in out
     assert "continuing with pool_after='2,4'" in out  # the member option's own legacy value
+    assert "continuing with precision='float32'" in out
     assert train.main([*args, "--pool-after", "1,2"]) == 2
     assert "pool_after: '2,4' -> '1,2'" in capsys.readouterr().err
     assert train.main([*args, "--augmentation", "affine"]) == 2
     assert "augmentation: 'layers' -> 'affine'" in capsys.readouterr().err
+    assert train.main([*args, "--precision", "mixed_bfloat16"]) == 2
+    assert "precision: 'float32' -> 'mixed_bfloat16'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag,bad,refusal,other,change", [
     ("--lr-patience", "0", "--lr-patience must be positive. Received: lr_patience=0", "7", "lr_patience: 4 -> 7"),
     ("--label-smoothing", "1", "--label-smoothing must be in [0, 1). Received: label_smoothing=1.0", "0.1",
      "label_smoothing: 0.0 -> 0.1"),
+    ("--precision", "bf16", "Received: precision='bf16'", "mixed_bfloat16", "precision: 'float32' -> 'mixed_bfloat16'"),
 ])
 def test_training_option_reaches_the_config_and_is_checked(finished_run, capsys, flag, bad, refusal, other, change):
     run_dir, _, fake_csv = finished_run
@@ -141,6 +151,70 @@ def test_training_option_reaches_the_config_and_is_checked(finished_run, capsys,
     assert refusal in capsys.readouterr().err
     assert train.main([*args, flag, other]) == 2  # differs from the finished run's saved default
     assert change in capsys.readouterr().err
+
+
+@pytest.fixture
+def float32_afterwards():
+    """Keras's global dtype policy is float32 again after the test, whatever it did."""
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_trains_and_its_model_reloads_with_float32_outputs(fake_csv, tmp_path, float32_afterwards):
+    out = tmp_path / "out"
+    argv = ["baseline", "--data", str(fake_csv), "--limit", "128", "--epochs", "1", "--batch-size", "16",
+            "--fc-units", "32", "--out", str(out), "--verbose", "0", "--tta-views", "identity,hflip",
+            "--precision", "mixed_bfloat16"]
+    assert train.main(argv) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"  # the policy stayed inside the run
+    run_dir = out / "baseline"
+    preds = read_predictions(run_dir)  # validates the contract
+    assert preds.val.probs.dtype == np.float32 and preds.info["config"]["precision"] == "mixed_bfloat16"
+    predictor = load_run(run_dir)
+    policies = {layer.name: layer.dtype_policy.name for layer in predictor.model.layers}
+    assert policies["block1_conv1"] == "mixed_bfloat16" and policies["predictions"] == "float32"
+    data = load_dataset(preds.info["data"]["path"])
+    probs = predictor.predict(data.val.x)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs, preds.val.probs[0], atol=1e-5)
+
+
+def test_members_output_float32_under_mixed_bfloat16_and_a_bfloat16_output_is_refused(scratch_registry,
+                                                                                      float32_afterwards):
+    for name in ("baseline", "cnn8", "lin_cnn", "model1", "model2", "noise_cnn", "resnet50_48"):
+        spec = get_member(name)
+        weights = {"weights": "none"} if "weights" in spec.default_config() else {}
+        model = train.build_member(spec, spec.resolve_config({**weights, "precision": "mixed_bfloat16"}))
+        assert model.outputs[0].dtype == "float32", name
+        assert {layer.dtype_policy.name for layer in model.layers} >= {"mixed_bfloat16", "float32"}, name
+    base = get_member("baseline")
+    register_member(MemberSpec(name="bf16_out", description="no float32 output layer",
+                               build=lambda cfg: keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                                                                   keras.layers.Dense(7)]),
+                               preprocess=base.preprocess))
+    spec = get_member("bf16_out")
+    with pytest.raises(train.MemberError, match="dtype='float32'"):
+        train.build_member(spec, spec.resolve_config({"precision": "mixed_bfloat16"}))
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert train.build_member(spec, spec.default_config()).outputs[0].dtype == "float32"
+
+
+def test_provenance_names_the_machine_and_never_fails_without_git(tmp_path, monkeypatch):
+    machine = provenance.machine_info()
+    assert set(machine) == {"cores", "cpu", "platform"} and machine["cores"] >= 1 and machine["platform"]
+    commit = provenance.git_commit()
+    if (provenance.PROJECT_DIR / ".git").exists():
+        assert len(commit) == 40 and int(commit, 16) >= 0
+    assert provenance.git_commit(tmp_path) is None  # not a checkout
+    (tmp_path / ".git").mkdir()
+    assert provenance.git_commit(tmp_path) is None  # git fails on a broken checkout
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", missing)
+    assert provenance.git_commit() is None
 
 
 def test_label_smoothing_trains_and_resumes(fake_csv, tmp_path, capsys):

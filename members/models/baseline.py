@@ -76,7 +76,7 @@ def build_baseline(cfg: dict) -> keras.Model:
     x = keras.layers.BatchNormalization(name="fc_bn")(x)
     x = keras.layers.Activation("relu", name="fc_relu")(x)
     x = keras.layers.Dropout(rate, name="fc_dropout")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="baseline")
 
 

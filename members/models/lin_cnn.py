@@ -112,7 +112,7 @@ def build_lin_cnn(cfg: dict) -> keras.Model:
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(int(cfg["fc_units"]), activation="relu", name="fc")(x)
     x = keras.layers.Dropout(float(cfg["dropout"]), name="fc_dropout")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="lin_cnn")
 
 

@@ -117,7 +117,7 @@ def build_report_model(cfg: dict, variant: str) -> keras.Model:
         x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
         x = keras.layers.BatchNormalization(name=f"fc{i}_bn")(x)
         x = keras.layers.Dropout(rate, name=f"fc{i}_dropout")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, name="scores")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, name="scores", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=variant)
 
 

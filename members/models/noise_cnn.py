@@ -74,7 +74,7 @@ def build_noise_cnn(cfg: dict) -> keras.Model:
         x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
         x = keras.layers.BatchNormalization(name=f"fc{i}_bn")(x)
         x = keras.layers.Dropout(rate, name=f"fc{i}_dropout")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="noise_cnn")
 
 

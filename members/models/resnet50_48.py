@@ -52,7 +52,7 @@ def build_resnet50_48(cfg: dict) -> keras.Model:
     inputs = keras.Input((size, size, 3), name="face")
     x = trunk(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="resnet50_48")
 
 

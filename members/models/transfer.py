@@ -134,7 +134,7 @@ def build_transfer_model(arch: str, image_size: int = 197, weights="vggface", we
         x = layers.Dense(units, activation="relu", name=f"fer_fc{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"fer_dropout{i}")(x)
-    out = layers.Dense(num_classes, activation="softmax", name="fer_predictions")(x)
+    out = layers.Dense(num_classes, activation="softmax", name="fer_predictions", dtype="float32")(x)
     return keras.Model(base.input, out, name=name or f"fer_{arch}")
 
 

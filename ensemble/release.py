@@ -1,0 +1,147 @@
+"""Choose and record the zoo's release ensemble: the best on PublicTest whose models fit the budget.
+
+Candidates are soft-voting ensembles of zoo runs: the plain mean of every subset of the given runs
+(up to ``MAX_SUBSET_RUNS`` runs) and greedy selection (``ensemble.voting.greedy_select``) over all of
+them. Each is scored on PublicTest with its TTA views; PrivateTest is read only to record the chosen
+ensemble's figures. A candidate whose model files together exceed the budget is not eligible. A new
+release replaces the recorded one only if it beats it on PublicTest by ``MIN_RELEASE_GAIN`` (0.5
+points), so released model files change rarely and every replaced file stays in git's history.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ensemble import voting
+from ensemble.zoo import (MIN_RELEASE_GAIN, MODEL_SUFFIX, RELEASE_MODEL_BUDGET_MB, ZOO_BUDGET_MB, ZooError,
+                          _file_entry, read_manifest, write_manifest)
+
+MAX_SUBSET_RUNS = 12
+TTA_MODE = "all"
+
+
+def _accuracy(probs: np.ndarray, weights: np.ndarray, labels: np.ndarray) -> float:
+    keep = weights > 0
+    return float(np.mean(voting.ensemble_probs(probs[keep], weights[keep], "soft")[0] == labels))
+
+
+def candidates(zoo_dir: str | os.PathLike, runs: Sequence[str], model_mb: dict[str, float],
+               budget_mb: float = RELEASE_MODEL_BUDGET_MB, tta: str = TTA_MODE) -> list[dict]:
+    """Every candidate release, best PublicTest accuracy (with TTA) first.
+
+    Args:
+        zoo_dir: the zoo folder.
+        runs: zoo run names to choose from.
+        model_mb: megabytes of each run's model file.
+        budget_mb: the most the chosen models may take together.
+        tta: the views each run averages (``ensemble.combine`` TTA modes).
+
+    Returns:
+        Dicts with ``runs``, ``weights`` (run -> weight), ``select``, ``val_acc_tta``, ``model_mb`` and
+        ``fits`` (within the budget); ties keep fewer megabytes first.
+    """
+    from ensemble.combine import _stack, load_runs
+
+    if len(runs) > MAX_SUBSET_RUNS:
+        raise ZooError(f"at most {MAX_SUBSET_RUNS} runs can be searched. Received: {len(runs)} runs")
+    missing = [r for r in runs if r not in model_mb]
+    if missing:
+        raise ZooError(f"no model file for run(s) {missing}")
+    loaded, _ = load_runs(Path(zoo_dir) / "runs", list(runs))
+    names = [r.name for r in loaded]
+    val, labels = _stack(loaded, "val", tta), loaded[0].val.labels
+    out = []
+    for k in range(1, len(names) + 1):
+        for subset in itertools.combinations(range(len(names)), k):
+            w = np.zeros(len(names))
+            w[list(subset)] = 1.0 / k
+            out.append(("all", w))
+    greedy = voting.greedy_select(val, labels)
+    out.append(("greedy", greedy.weights))
+    rows = []
+    for select, w in out:
+        chosen = [n for n, wi in zip(names, w) if wi > 0]
+        mb = sum(model_mb[n] for n in chosen)
+        rows.append({"runs": chosen, "weights": {n: float(wi) for n, wi in zip(names, w) if wi > 0},
+                     "select": select, "val_acc_tta": _accuracy(val, w, labels), "model_mb": round(mb, 2),
+                     "fits": mb <= budget_mb})
+    rows.sort(key=lambda r: (-r["val_acc_tta"], r["model_mb"], len(r["runs"])))
+    return rows
+
+
+def combine_command(zoo_runs: str, release: dict) -> str:
+    """The aggregator command that reproduces a release's figures from ``zoo/runs``."""
+    names = sorted(release["runs"])
+    cmd = f"python -m ensemble.combine {zoo_runs} --runs {' '.join(names)} --tta {release['tta']}"
+    if release["select"] == "greedy" or len(set(release["weights"].values())) > 1:
+        cmd += " --weights " + " ".join(f"{release['weights'][n]:.6g}" for n in names)
+    return cmd
+
+
+def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | os.PathLike,
+                   force: bool = False, tta: str = TTA_MODE) -> dict:
+    """Copy the chosen runs' models into ``ZOO/models/`` and record the release in the manifest.
+
+    Args:
+        zoo_dir: the zoo folder.
+        choice: a row of ``candidates``.
+        models_from: folder holding ``<run>/model.keras`` for each chosen run.
+        force: replace the recorded release even when the new one is not 0.5 points better.
+        tta: the TTA mode the release predicts with.
+
+    Returns:
+        The manifest's new release entry.
+    """
+    from ensemble.combine import combine
+
+    root = Path(zoo_dir)
+    manifest = read_manifest(root)
+    old = manifest.get("release")
+    if not choice["fits"]:
+        raise ZooError(f"release {choice['runs']}: models take {choice['model_mb']} MB, over the "
+                       f"{RELEASE_MODEL_BUDGET_MB:g} MB budget")
+    if old and not force and choice["val_acc_tta"] < old["val_acc_tta"] + MIN_RELEASE_GAIN:
+        raise ZooError(f"the new release ({100 * choice['val_acc_tta']:.2f} % on PublicTest) does not beat the "
+                       f"recorded one ({100 * old['val_acc_tta']:.2f} %) by {100 * MIN_RELEASE_GAIN:.1f} points; "
+                       f"pass --force to replace it anyway")
+    names = sorted(choice["runs"])
+    sources = {n: Path(models_from) / n / "model.keras" for n in names}
+    for src in sources.values():
+        if not src.is_file():
+            raise ZooError(f"{src}: model file not found (the release needs each run's model.keras)")
+    old_models = (old or {}).get("models", {})
+    kept = {rel: e for rel, e in manifest["files"].items() if rel not in old_models.values()}
+    total = (sum(e["size"] for e in kept.values()) + sum(s.stat().st_size for s in sources.values())) / 1e6
+    if total > ZOO_BUDGET_MB:
+        raise ZooError(f"{root}: with these models the zoo would take {total:.1f} MB, over its "
+                       f"{ZOO_BUDGET_MB:g} MB budget")
+    result = combine(root / "runs", runs=names, tta=tta, weights=[choice["weights"][n] for n in names],
+                     write=False)
+    ens = result.summary["ensemble"]
+    for rel in old_models.values():
+        (root / rel).unlink(missing_ok=True)
+    manifest["files"] = kept
+    models = {}
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    for name, src in sources.items():
+        rel = f"models/{name}{MODEL_SUFFIX}"
+        tmp = root / "models" / f".{name}.tmp"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, root / rel)
+        models[name] = rel
+        manifest["files"][rel] = _file_entry(root, rel)
+    release = {"runs": names, "weights": {n: choice["weights"][n] for n in names}, "select": choice["select"],
+               "tta": tta, "models": models,
+               "model_mb": round(sum(manifest["files"][m]["size"] for m in models.values()) / 1e6, 2),
+               "val_acc": ens["val_acc"], "val_acc_tta": ens["val_acc_tta"], "test_acc": ens["test_acc"],
+               "test_acc_tta": ens["test_acc_tta"]}
+    release["command"] = combine_command("zoo/runs", release)
+    manifest["release"] = release
+    write_manifest(root, manifest)
+    return release

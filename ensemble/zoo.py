@@ -1,0 +1,348 @@
+"""The model zoo: trained results shipped with the project, verified before they are trusted.
+
+    python -m ensemble.zoo list                          # runs, their accuracies, the release
+    python -m ensemble.zoo verify                        # every file against MANIFEST.json
+    python -m ensemble.zoo add RUN_DIR [--commit C]      # copy a finished run's results in
+    python -m ensemble.zoo release --runs A B ... --models-from DIR [--select greedy|all]
+
+Layout of a zoo folder (default: the ``zoo`` package installed with the project; ``$FER_ZOO`` or
+``--zoo`` choose another)::
+
+    MANIFEST.json
+    runs/<run>/run.json, history.csv, predictions.npz   # the prediction contract, as trained
+    models/<run>.keras                                   # the release ensemble's models
+
+``MANIFEST.json`` holds, for every file, its sha256 and size; for every run, the command, project
+commit, machine, date and PublicTest / PrivateTest accuracy with and without TTA; and the release
+ensemble: its runs, weights, TTA mode and accuracies. Every reader of a zoo file (the aggregator,
+``members.predict``, ``members.evaluate``, ``members.export``) checks the file's sha256 first and
+refuses a mismatch with ``ZooError`` naming the file. numpy only: no deep-learning framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ensemble import tta
+from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json
+from ensemble.provenance import machine_info
+
+MANIFEST = "MANIFEST.json"
+FORMAT = 1
+RUN_FILES = (RUN_FILE, "history.csv", PREDICTIONS_FILE)
+MODEL_SUFFIX = ".keras"
+RELEASE_MODEL_BUDGET_MB = 50.0
+ZOO_BUDGET_MB = 80.0
+MIN_RELEASE_GAIN = 0.005  # a new release must beat the old one on PublicTest by 0.5 points
+_verified: dict[tuple[str, int, float], str] = {}
+
+
+class ZooError(ContractError):
+    """A zoo file that is missing, altered or not in the manifest; the message names it."""
+
+
+def default_zoo_dir() -> Path:
+    """``$FER_ZOO`` if set, else the folder of the installed ``zoo`` package."""
+    if os.environ.get("FER_ZOO"):
+        return Path(os.environ["FER_ZOO"])
+    import zoo
+
+    return Path(zoo.__file__).resolve().parent
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(zoo_dir: str | os.PathLike) -> dict:
+    """The zoo's manifest; an empty one when the folder has none yet."""
+    path = Path(zoo_dir) / MANIFEST
+    if not path.exists():
+        return {"format": FORMAT, "files": {}, "runs": {}, "release": None}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ZooError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ZooError(f"{path}: not a format-{FORMAT} zoo manifest")
+    return manifest
+
+
+def zoo_root_of(path: str | os.PathLike) -> Path | None:
+    """The zoo folder a file lies in (``ZOO/runs/RUN/FILE`` or ``ZOO/models/FILE``), or None."""
+    path = Path(path).resolve()
+    for root in path.parents[:3]:
+        if (root / MANIFEST).is_file() and path.relative_to(root).parts[0] in ("runs", "models"):
+            return root
+    return None
+
+
+def verify_file(path: str | os.PathLike, zoo_dir: str | os.PathLike | None = None) -> None:
+    """Check one zoo file's size and sha256 against the manifest; ZooError naming the file otherwise.
+
+    A file outside any zoo passes unchecked. Results are cached per (path, size, mtime).
+    """
+    path = Path(path)
+    root = Path(zoo_dir).resolve() if zoo_dir else zoo_root_of(path)
+    if root is None:
+        return
+    rel = path.resolve().relative_to(root).as_posix()
+    entry = read_manifest(root)["files"].get(rel)
+    if entry is None:
+        raise ZooError(f"{path}: not listed in {root / MANIFEST}; a zoo file must be added with "
+                       f"python -m ensemble.zoo add")
+    if not path.is_file():
+        raise ZooError(f"{path}: listed in {root / MANIFEST} but missing")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime)
+    if _verified.get(key) == entry["sha256"]:
+        return
+    if stat.st_size != entry["size"] or sha256(path) != entry["sha256"]:
+        raise ZooError(f"{path}: sha256 or size differs from {root / MANIFEST} (the file was altered or "
+                       f"truncated); refusing to use it")
+    _verified[key] = entry["sha256"]
+
+
+def verify(zoo_dir: str | os.PathLike) -> list[str]:
+    """Every problem of a zoo: altered, missing or unlisted files, runs without files; [] when sound."""
+    root = Path(zoo_dir)
+    manifest = read_manifest(root)
+    problems = []
+    for rel in sorted(manifest["files"]):
+        try:
+            verify_file(root / rel, root)
+        except ZooError as exc:
+            problems.append(str(exc))
+    on_disk = {p.relative_to(root).as_posix() for sub in ("runs", "models") for p in (root / sub).rglob("*")
+               if p.is_file()}
+    problems += [f"{root / rel}: in the zoo but not in {MANIFEST}" for rel in sorted(on_disk - set(manifest["files"]))]
+    for name in manifest["runs"]:
+        problems += [f"run {name!r}: {rel} not in {MANIFEST}" for rel in (f"runs/{name}/{f}" for f in RUN_FILES)
+                     if rel not in manifest["files"]]
+    release = manifest.get("release") or {}
+    for name, rel in (release.get("models") or {}).items():
+        if rel not in manifest["files"]:
+            problems.append(f"release model of {name!r}: {rel} not in {MANIFEST}")
+    return problems
+
+
+def _file_entry(root: Path, rel: str) -> dict:
+    path = root / rel
+    return {"sha256": sha256(path), "size": path.stat().st_size}
+
+
+def _split_scores(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(identity-view accuracy, all-views TTA accuracy) of one split's (V, N, 7) probabilities."""
+    return (float(np.mean(probs[0].argmax(-1) == labels)),
+            float(np.mean(tta.merge(probs.astype(np.float64)).argmax(-1) == labels)))
+
+
+def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str | None = None,
+            replace: bool = False) -> dict:
+    """Copy a finished run's results into ``ZOO/runs/<name>/`` and record it in the manifest.
+
+    Args:
+        run_dir: the run folder (run.json, history.csv, predictions.npz).
+        zoo_dir: the zoo folder (created if needed).
+        commit: the project commit the run was trained on, when run.json does not record it.
+        replace: overwrite a run of the same name already in the zoo.
+
+    Returns:
+        The run's manifest entry.
+    """
+    from ensemble.artifacts import read_predictions
+
+    run_dir, root = Path(run_dir), Path(zoo_dir)
+    run = read_predictions(run_dir)  # validates the contract before anything is copied
+    info = run.info
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+    if missing or not info:
+        raise ZooError(f"{run_dir}: not a finished run (missing {missing or [RUN_FILE]})")
+    manifest = read_manifest(root)
+    if run.name in manifest["runs"] and not replace:
+        raise ZooError(f"run {run.name!r} is already in {root / MANIFEST}; pass --replace to overwrite it")
+    commit = info.get("commit") or commit
+    if not commit:
+        raise ZooError(f"{run_dir / RUN_FILE} records no commit: pass --commit HASH (the commit it was trained on)")
+    target = root / "runs" / run.name
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        tmp = target / f".{name}.tmp"
+        shutil.copyfile(run_dir / name, tmp)
+        os.replace(tmp, target / name)
+    val_acc, val_acc_tta = _split_scores(run.val.probs, run.val.labels)
+    test_acc, test_acc_tta = _split_scores(run.test.probs, run.test.labels)
+    entry = {
+        "member": info.get("member"), "class_weights": bool(info.get("class_weights")),
+        "command": info.get("command"), "commit": commit,
+        "machine": info.get("machine") or {**machine_info(), "recorded_by": "ensemble.zoo add"},
+        "date": str(info.get("finished", ""))[:10] or _dt.date.today().isoformat(),
+        "precision": (info.get("config") or {}).get("precision", "float32"),
+        "epochs": info.get("epochs_trained"), "best_epoch": info.get("best_epoch"),
+        "train_minutes": round(float(info.get("train_seconds") or 0) / 60, 1),
+        "finished_early": bool(info.get("finished_early")), "views": list(run.views),
+        "val_acc": val_acc, "val_acc_tta": val_acc_tta, "test_acc": test_acc, "test_acc_tta": test_acc_tta,
+    }
+    manifest["runs"][run.name] = entry
+    for name in RUN_FILES:
+        manifest["files"][f"runs/{run.name}/{name}"] = _file_entry(root, f"runs/{run.name}/{name}")
+    write_manifest(root, manifest)
+    return entry
+
+
+def write_manifest(zoo_dir: str | os.PathLike, manifest: dict) -> Path:
+    """Write the manifest atomically, keys sorted for stable diffs."""
+    manifest = {**manifest, "files": dict(sorted(manifest["files"].items())),
+                "runs": dict(sorted(manifest["runs"].items()))}
+    path = Path(zoo_dir) / MANIFEST
+    atomic_write_json(path, manifest)
+    return path
+
+
+def size_mb(zoo_dir: str | os.PathLike, prefix: str = "") -> float:
+    """Megabytes (1e6 bytes) of the manifest's files whose path starts with ``prefix``."""
+    files = read_manifest(zoo_dir)["files"]
+    return sum(e["size"] for rel, e in files.items() if rel.startswith(prefix)) / 1e6
+
+
+@dataclass
+class ReleaseMember:
+    """One run of the release ensemble: its zoo run folder, model file and weight."""
+
+    name: str
+    run_dir: Path
+    model_path: Path
+    weight: float
+
+
+def release_members(zoo_dir: str | os.PathLike | None = None) -> tuple[list[ReleaseMember], dict]:
+    """The verified release ensemble of a zoo: its members and the manifest's release entry.
+
+    Raises:
+        ZooError: no release, or any of its files missing or altered.
+    """
+    root = Path(zoo_dir) if zoo_dir else default_zoo_dir()
+    release = read_manifest(root).get("release")
+    if not release:
+        raise ZooError(f"{root / MANIFEST}: the zoo has no release ensemble (python -m ensemble.zoo release)")
+    members = []
+    for name in release["runs"]:
+        run_dir, model = root / "runs" / name, root / release["models"][name]
+        for path in (run_dir / RUN_FILE, run_dir / PREDICTIONS_FILE, model):
+            verify_file(path, root)
+        members.append(ReleaseMember(name, run_dir, model, float(release["weights"][name])))
+    return members, release
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
+
+
+def format_list(zoo_dir: str | os.PathLike) -> str:
+    """The ``list`` command's text: one line per run, then the release."""
+    root = Path(zoo_dir)
+    manifest = read_manifest(root)
+    lines = [f"zoo {root}: {len(manifest['runs'])} run(s), {size_mb(root):.1f} MB "
+             f"(budget {ZOO_BUDGET_MB:g} MB); accuracies in %, PublicTest / PrivateTest, TTA = all saved views"]
+    for name, e in manifest["runs"].items():
+        lines.append(f"  {name:28s} {e['member'] or '?':12s} val {_pct(e['val_acc'])} (TTA {_pct(e['val_acc_tta'])})"
+                     f"  test {_pct(e['test_acc'])} (TTA {_pct(e['test_acc_tta'])})  {e['date']} {e['commit'][:7]}")
+    release = manifest.get("release")
+    if release:
+        weights = ", ".join(f"{n} {w:.3g}" for n, w in release["weights"].items())
+        lines.append(f"release ({release['select']}, TTA {release['tta']}, {release['model_mb']} MB of models): "
+                     f"{weights}; val {_pct(release['val_acc_tta'])}, test {_pct(release['test_acc'])} "
+                     f"(TTA {_pct(release['test_acc_tta'])})")
+        lines.append(f"  reproduce: {release['command']}")
+    else:
+        lines.append("no release ensemble")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="python -m ensemble.zoo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--zoo", help="zoo folder (default: $FER_ZOO, else the installed zoo package)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="runs, accuracies and the release")
+    sub.add_parser("verify", help="check every file against MANIFEST.json (exit 1 on any problem)")
+    a = sub.add_parser("add", help="copy a finished run's run.json, history.csv and predictions.npz into the zoo")
+    a.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    a.add_argument("--commit", help="project commit the run(s) trained on, where run.json records none")
+    a.add_argument("--replace", action="store_true", help="overwrite runs of the same name")
+    r = sub.add_parser("release", help="choose the best ensemble on PublicTest within the model budget and "
+                                       "copy its models in")
+    r.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="zoo runs to choose from")
+    r.add_argument("--models-from", required=True, metavar="DIR", help="folder with <run>/model.keras")
+    r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help="model budget (default 50)")
+    r.add_argument("--show", type=int, default=8, help="candidates to print (default 8)")
+    r.add_argument("--dry-run", action="store_true", help="print the candidates, change nothing")
+    r.add_argument("--force", action="store_true", help="replace the release even without a 0.5-point gain")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (1 for a broken zoo or a refused change)."""
+    args = build_parser().parse_args(argv)
+    root = Path(args.zoo) if args.zoo else default_zoo_dir()
+    try:
+        if args.command == "list":
+            print(format_list(root))
+        elif args.command == "verify":
+            problems = verify(root)
+            for line in problems:
+                print(f"error: {line}", file=sys.stderr)
+            manifest = read_manifest(root)
+            print(f"{root / MANIFEST}: {len(manifest['files'])} files, {len(manifest['runs'])} runs, "
+                  f"{size_mb(root):.1f} MB: " + ("FAILED" if problems else "all sha256 match"))
+            return 1 if problems else 0
+        elif args.command == "add":
+            for run_dir in args.run_dirs:
+                e = add_run(run_dir, root, commit=args.commit, replace=args.replace)
+                print(f"added {Path(run_dir).name}: val {_pct(e['val_acc'])} (TTA {_pct(e['val_acc_tta'])}), "
+                      f"test {_pct(e['test_acc'])} (TTA {_pct(e['test_acc_tta'])})")
+        else:
+            from ensemble import release
+
+            model_mb = {n: (Path(args.models_from) / n / "model.keras").stat().st_size / 1e6
+                        for n in args.runs if (Path(args.models_from) / n / "model.keras").is_file()}
+            rows = release.candidates(root, args.runs, model_mb, args.budget_mb)
+            for row in rows[: args.show]:
+                weights = ", ".join(f"{n} {w:.3g}" for n, w in row["weights"].items())
+                print(f"  val {_pct(row['val_acc_tta'])}  {row['model_mb']:6.1f} MB  {row['select']:6s} "
+                      f"{'' if row['fits'] else '(over budget) '}{weights}")
+            best = next((row for row in rows if row["fits"]), None)
+            if best is None:
+                raise ZooError(f"no candidate fits the {args.budget_mb:g} MB model budget")
+            if not args.dry_run:
+                rel = release.record_release(root, best, args.models_from, force=args.force)
+                print(f"release: {', '.join(rel['runs'])}; PublicTest {_pct(rel['val_acc_tta'])}, PrivateTest "
+                      f"{_pct(rel['test_acc'])} (TTA {_pct(rel['test_acc_tta'])}); {rel['model_mb']} MB\n"
+                      f"  reproduce: {rel['command']}")
+    except (ZooError, ContractError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # CombineError and friends
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The README's results tables against ``zoo/runs``: every figure recomputed by the aggregator.
+
+``test_readme_and_lab_record_match_the_zoo`` is the guard: a README figure that drifts from the
+committed predictions fails it. The other tests show the checker itself works on a fake zoo (and that
+a one-digit change is caught).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ensemble import results, zoo
+from test_zoo import _fake_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "experiments.md"]
+
+
+def test_readme_and_lab_record_match_the_zoo():
+    if not (ROOT / "zoo" / zoo.MANIFEST).is_file():
+        pytest.skip("no zoo in this checkout")
+    n, problems = results.check([p for p in DOCS if p.is_file()])
+    assert problems == []
+    assert n >= 20, f"only {n} figures checked: the README's headline tables should name zoo commands"
+
+
+def test_one_altered_digit_in_the_readme_is_caught(tmp_path):
+    if not (ROOT / "zoo" / zoo.MANIFEST).is_file():
+        pytest.skip("no zoo in this checkout")
+    recomputer = results.Recomputer()
+    cells = results.expected_cells(ROOT / "README.md", recomputer)
+    assert cells, "the README has no results table with zoo commands"
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines(keepends=True)
+    first = next(c for c in cells if c.column == "with TTA")
+    digit = re.search(r"\d(?= %)", lines[first.line - 1][lines[first.line - 1].index(first.text.strip("* ")):])
+    assert digit
+    start = lines[first.line - 1].index(first.text.strip("* ")) + digit.start()
+    line = lines[first.line - 1]
+    lines[first.line - 1] = line[:start] + str((int(line[start]) + 1) % 10) + line[start + 1:]
+    altered = tmp_path / "README.md"
+    altered.write_text("".join(lines), encoding="utf-8")
+    n, problems = results.check([altered], recomputer)
+    assert len(problems) == 1 and "with TTA" in problems[0] and f"README.md:{first.line}" in problems[0]
+
+
+@pytest.fixture
+def fake_zoo_doc(tmp_path):
+    art = _fake_runs(tmp_path / "art")
+    root = tmp_path / "zoo"
+    for n in ("a", "a-cw", "b"):
+        zoo.add_run(art / n, root, commit="c")
+    runs = root / "runs"
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"""# Results
+
+| run | command | PrivateTest acc | with TTA | cross-entropy | PublicTest acc | wall time |
+|---|---|---:|---:|---:|---:|---:|
+| `b` | `python -m ensemble.combine {runs} --runs b` | ? | **?** | ? | ? | 3 min |
+| greedy | `python -m ensemble.combine {runs} --select greedy` | ? | ? | ? | ? | |
+
+| gain on PrivateTest | command | points | 95 % CI | McNemar p |
+|---|---|---:|---:|---:|
+| TTA, `b` | `python -m ensemble.combine {runs}` | ? | ? | ? |
+| class weighting, `a` | `python -m ensemble.combine {runs}` | ? | ? | ? |
+| ensemble vs best single run | `python -m ensemble.combine {runs}` | ? | ? | ? |
+
+| lost run | command | PrivateTest acc |
+|---|---|---:|
+| old | `python -m ensemble.combine /work/runs --runs old` | 12.34 % |
+""")
+    return doc, runs
+
+
+def test_render_fills_the_figures_then_check_passes(fake_zoo_doc):
+    from ensemble.combine import combine
+
+    doc, runs = fake_zoo_doc
+    n, problems = results.check([doc])
+    assert n == 2 * 4 + 3 * 3 and len(problems) == n  # every '?' differs; the lost run is not checked
+    doc.write_text(results.render(doc))
+    assert results.check([doc]) == (n, [])
+    text = doc.read_text()
+    s = combine(runs, write=False).summary
+    tta = s["gains"]["tta"]["b"]
+    assert f"| TTA, `b` | `python -m ensemble.combine {runs}` | {100 * tta['delta']:+.2f} |" in text
+    b = combine(runs, runs=["b"], write=False).summary["ensemble"]
+    assert f"**{100 * b['test_acc_tta']:.2f} %**" in text and "| 3 min |" in text and "12.34 %" in text
+
+
+def test_an_unknown_gain_row_is_a_clear_error(fake_zoo_doc):
+    doc, runs = fake_zoo_doc
+    doc.write_text(doc.read_text().replace("ensemble vs best single run", "something else"))
+    with pytest.raises(ValueError, match="gain row 'something else'"):
+        results.check([doc])
+
+
+def test_figure_plots_every_accuracy_row(fake_zoo_doc, tmp_path):
+    doc, _ = fake_zoo_doc
+    out = results.figure(doc, tmp_path / "fig.png")
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    lo, hi = results.wilson_interval(70, 100)
+    assert lo < 0.7 < hi and hi - lo == pytest.approx(0.18, abs=0.01)

@@ -1,0 +1,190 @@
+"""``ensemble.zoo`` and ``ensemble.release``: the manifest, checksums, release choice and the zoo default.
+
+Fake runs (numpy only) test the manifest, verification and release choice; the two tiny trained
+runs of test_evaluate.py test that predict, evaluate and export use a zoo's release ensemble with no
+``--runs`` / ``--artifacts``, and refuse an altered model file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ensemble import combine, release, zoo
+from ensemble.artifacts import CLASSES, ContractError, read_predictions
+from test_combine import make_runs
+
+REPO_ZOO = Path(__file__).resolve().parents[1] / "zoo"
+
+
+def _fake_runs(root: Path, names=("a", "a-cw", "b"), model_bytes=None) -> Path:
+    art = make_runs(root, list(names))
+    for k, n in enumerate(names):
+        (art / n / "history.csv").write_text("epoch,accuracy\n1,0.5\n")
+        (art / n / "model.keras").write_bytes(b"m" * ((model_bytes or {}).get(n, 1000 + k)))
+    return art
+
+
+@pytest.fixture
+def fake_zoo(tmp_path):
+    art = _fake_runs(tmp_path / "art")
+    root = tmp_path / "zoo"
+    for n in ("a", "a-cw", "b"):
+        zoo.add_run(art / n, root, commit="abc1234")
+    return root, art
+
+
+def test_the_shipped_zoo_verifies():
+    if not (REPO_ZOO / zoo.MANIFEST).is_file():
+        pytest.skip("no zoo/MANIFEST.json in this checkout")
+    assert zoo.verify(REPO_ZOO) == []
+    assert zoo.size_mb(REPO_ZOO) <= zoo.ZOO_BUDGET_MB
+    manifest = zoo.read_manifest(REPO_ZOO)
+    rel = manifest["release"]
+    assert rel and sum(rel["weights"].values()) == pytest.approx(1.0)
+    assert rel["model_mb"] <= zoo.RELEASE_MODEL_BUDGET_MB
+    for name, entry in manifest["runs"].items():
+        assert entry["command"] and entry["commit"] and entry["machine"]["cores"] and entry["date"], name
+
+
+def test_add_records_files_and_metrics_and_refuses_duplicates(fake_zoo):
+    root, art = fake_zoo
+    manifest = zoo.read_manifest(root)
+    assert sorted(manifest["runs"]) == ["a", "a-cw", "b"]
+    assert {f"runs/a/{f}" for f in zoo.RUN_FILES} <= set(manifest["files"])
+    run = read_predictions(root / "runs" / "b")
+    expected = float(np.mean(run.test.probs.mean(0).argmax(-1) == run.test.labels))
+    assert manifest["runs"]["b"]["test_acc_tta"] == pytest.approx(expected)
+    assert manifest["runs"]["b"]["commit"] == "abc1234" and manifest["runs"]["b"]["machine"]["cores"]
+    with pytest.raises(zoo.ZooError, match="already in"):
+        zoo.add_run(art / "a", root, commit="abc1234")
+    with pytest.raises(zoo.ZooError, match="records no commit"):
+        zoo.add_run(art / "a", root / "other")
+    assert zoo.verify(root) == []
+
+
+def test_an_altered_or_unlisted_file_is_refused_by_every_reader(fake_zoo, capsys):
+    root, _ = fake_zoo
+    target = root / "runs" / "b" / "predictions.npz"
+    data = bytearray(target.read_bytes())
+    data[-10] ^= 1
+    target.write_bytes(bytes(data))
+    problems = zoo.verify(root)
+    assert len(problems) == 1 and "runs/b/predictions.npz" in problems[0]
+    with pytest.raises(ContractError, match="predictions.npz: sha256 or size differs"):
+        read_predictions(root / "runs" / "b")
+    assert combine.main([str(root / "runs"), "--quiet"]) == 1
+    assert "predictions.npz: sha256 or size differs" in capsys.readouterr().err
+    assert zoo.main(["--zoo", str(root), "verify"]) == 1
+    (root / "runs" / "a" / "extra.txt").write_text("x")
+    assert any("extra.txt: in the zoo but not in" in p for p in zoo.verify(root))
+
+
+def test_combine_on_a_zoo_writes_its_report_outside_the_zoo(fake_zoo, tmp_path, monkeypatch):
+    root, _ = fake_zoo
+    monkeypatch.chdir(tmp_path)
+    assert combine.main([str(root / "runs"), "--quiet"]) == 0
+    assert (tmp_path / "artifacts" / "zoo-report" / "summary.json").is_file()
+    assert zoo.verify(root) == []
+
+
+def test_release_is_the_best_on_publictest_within_the_budget(tmp_path):
+    art = _fake_runs(tmp_path / "art", model_bytes={"a": 1_000_000, "a-cw": 1_000_000, "b": 3_000_000})
+    root = tmp_path / "zoo"
+    zoo.add_run(art / "a", root, commit="c")
+    zoo.add_run(art / "a-cw", root, commit="c")
+    zoo.add_run(art / "b", root, commit="c")
+    sizes = {"a": 1.0, "a-cw": 1.0, "b": 3.0}
+    rows = release.candidates(root, ["a", "a-cw", "b"], sizes, budget_mb=3.5)
+    assert rows == sorted(rows, key=lambda r: (-r["val_acc_tta"], r["model_mb"], len(r["runs"])))
+    best = next(r for r in rows if r["fits"])
+    assert best["model_mb"] <= 3.5 and all(r["val_acc_tta"] <= best["val_acc_tta"] for r in rows if r["fits"])
+    rel = release.record_release(root, best, art)
+    assert zoo.verify(root) == []
+    members, entry = zoo.release_members(root)
+    assert [m.name for m in members] == sorted(best["runs"]) and entry["command"].startswith(
+        "python -m ensemble.combine zoo/runs --runs")
+    again = combine.combine(root / "runs", runs=rel["runs"], tta="all",
+                            weights=[rel["weights"][n] for n in rel["runs"]], write=False).summary["ensemble"]
+    assert again["test_acc_tta"] == rel["test_acc_tta"] and again["val_acc_tta"] == rel["val_acc_tta"]
+    with pytest.raises(zoo.ZooError, match="does not beat the recorded one"):
+        release.record_release(root, best, art)
+    with pytest.raises(zoo.ZooError, match="over the 50 MB budget"):
+        release.record_release(root, {**best, "fits": False}, art, force=True)
+
+
+def test_no_release_is_a_clear_error(fake_zoo):
+    root, _ = fake_zoo
+    with pytest.raises(zoo.ZooError, match="has no release ensemble"):
+        zoo.release_members(root)
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    """A zoo holding the two tiny trained runs, released with unequal weights."""
+    from test_evaluate import train_tiny_runs
+
+    tiny = train_tiny_runs(tmp_path_factory.getbasetemp() / "tiny_runs")
+    root = tmp_path_factory.mktemp("tiny_zoo") / "zoo"
+    for run in tiny["runs"]:
+        zoo.add_run(run, root, commit="tiny")
+    names = sorted(r.name for r in tiny["runs"])
+    choice = {"runs": names, "weights": {names[0]: 0.75, names[1]: 0.25}, "select": "greedy",
+              "val_acc_tta": 0.0, "model_mb": 1.0, "fits": True}
+    release.record_release(root, choice, tiny["artifacts"])
+    return {**tiny, "zoo": root}
+
+
+@pytest.mark.slow
+def test_predict_evaluate_and_export_default_to_the_release(tiny_zoo, tmp_path, monkeypatch, capsys):
+    from members import evaluate, export, predict
+    from members.inference import load_run
+
+    data = pytest.importorskip("skimage.data", reason="scikit-image ships the astronaut photo")
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    monkeypatch.setenv("FER_ZOO", str(tiny_zoo["zoo"]))
+    monkeypatch.chdir(tmp_path)
+
+    assert predict.main([str(photo), "--json"]) == 0
+    (face,) = json.loads(capsys.readouterr().out)[0]["faces"]
+    members, rel = zoo.release_members()
+    crop = predict.find_faces(predict.read_image(photo))[0].crop[None]
+    expected = sum(m.weight * load_run(m.run_dir, m.model_path).predict_views(
+        crop, evaluate.saved_views(m.run_dir)).mean(axis=0)[0] for m in members)
+    np.testing.assert_allclose([face["probs"][c] for c in CLASSES], expected, atol=1e-5)
+    assert predict.main([str(photo)]) == 0
+    assert "model: the zoo's release ensemble" in capsys.readouterr().out
+
+    assert evaluate.main(["--data", str(tiny_zoo["csv"]), "--name", "again"]) == 0
+    out = capsys.readouterr().out
+    assert "ensemble (weighted, soft vote)" in out and "--weights 0.75 0.25" in out
+    assert (tmp_path / "artifacts" / "zoo-eval" / members[0].name / "eval-again.npz").is_file()
+    assert zoo.verify(tiny_zoo["zoo"]) == []  # nothing was written into the zoo
+
+    assert export.main(["--out", str(tmp_path / "release.keras")]) == 0
+    info = json.loads((tmp_path / "release.json").read_text())
+    assert [r["weight"] for r in info["runs"]] == pytest.approx([0.75, 0.25]) and info["tta"] == rel["tta"]
+
+
+@pytest.mark.slow
+def test_an_altered_release_model_is_refused_by_name(tiny_zoo, tmp_path, monkeypatch, capsys):
+    from members import predict
+
+    altered = tmp_path / "zoo"
+    import shutil
+
+    shutil.copytree(tiny_zoo["zoo"], altered)
+    model = next((altered / "models").glob("*.keras"))
+    with open(model, "ab") as fh:
+        fh.write(b"\0")
+    monkeypatch.setenv("FER_ZOO", str(altered))
+    photo = tmp_path / "blank.png"
+    cv2.imwrite(str(photo), np.full((60, 60, 3), 128, np.uint8))
+    assert predict.main([str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert f"{model.name}: sha256 or size differs" in err and "Traceback" not in err
