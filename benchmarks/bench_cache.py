@@ -6,8 +6,9 @@ validation), measured in the same run. Target: a cache load at least 20x faster.
 Parse runs and cache loads are interleaved so that both see the same load from other processes
 on this shared machine; medians are compared (best times are printed too). Also printed: the
 first load (parse + cache write), what the content hash would add to every load (it is only
-computed when size or mtime changed), and, for information, an uncompressed ``np.savez`` of the
-same arrays (the cache is compressed as required; on FER pixels compression saves only ~4 %).
+computed when size or mtime changed), and, for information, a single-array ``np.savez`` of the
+same arrays (the cache itself is uncompressed since format 2: on FER pixels zlib saves only ~5 %
+and inflating dominated a load on a busy machine).
 
     python benchmarks/bench_cache.py [--path FILE] [--rounds 3]
 """
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
         plain_mb = plain.stat().st_size / 1e6
     parse_med, cache_med = statistics.median(parse), statistics.median(cached)
     ratio = parse_med / cache_med
-    print(f"images: {len(first):,}; cache file {cache_mb:.1f} MB ({X_PARTS} image parts, inflated on "
+    print(f"images: {len(first):,}; cache file {cache_mb:.1f} MB ({X_PARTS} image parts, read on "
           f"{min(X_PARTS, os.cpu_count() or 1)} threads); cache hit returns identical arrays: {same}")
     print(f"parse (reference, cache=False): median {parse_med:.3f} s, best {min(parse):.3f} s  "
           f"[{', '.join(f'{t:.2f}' for t in parse)}]")
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
           f"(target >= {TARGET:.0f}x: {'met' if ratio >= TARGET else 'NOT met'})")
     print(f"sha256 of the source (only when size/mtime changed): {hash_s:.3f} s; hashing on every load "
           f"would make it {parse_med / (cache_med + hash_s):.1f}x")
-    print(f"for information: uncompressed np.savez ({plain_mb:.1f} MB) loads x in {plain_s:.3f} s "
+    print(f"for information: single-array np.savez ({plain_mb:.1f} MB) loads x in {plain_s:.3f} s "
           f"({parse_med / plain_s:.0f}x)")
     print(f"load average {os.getloadavg()[0]:.2f} at end")
     return 0 if same else 1
