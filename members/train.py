@@ -451,6 +451,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     if finish and restart:
         raise RunConfigError("--finish ends a saved run and --restart discards it: give one of them")
     check_precision(cfg.get("precision", "float32"))
+    commit = git_commit()  # the code this process trains with (checked out when it started)
     if threads:
         # Intra-op only: a one-thread inter-op pool can deadlock the input iterator against the
         # train step (seen here: a --threads 1 run hung for good after epoch 5).
@@ -477,7 +478,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         state = {**_read_state(run_dir), "finished_early": True}
         print(f"{run_dir}: finishing after epoch {state.get('epoch')} without further training "
               f"(best {cfg['monitor']} {state.get('best')} at epoch {state.get('best_epoch')})", flush=True)
-        write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights)
+        write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit)
         return run_dir
     preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
     model = compile_member(spec, cfg)
@@ -492,12 +493,16 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     state = fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks)
     if not (run_dir / BEST_WEIGHTS).exists():
         raise RuntimeError(f"{run_dir}: no checkpoint was saved (training diverged in its first epoch?)")
-    write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights)
+    write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit)
     return run_dir
 
 
-def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights) -> None:
-    """Save the best epoch as model.keras, predict val/test with TTA; write predictions.npz and run.json."""
+def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit=None) -> None:
+    """Save the best epoch as model.keras, predict val/test with TTA; write predictions.npz and run.json.
+
+    ``commit`` is the project commit checked out when the finishing process started (a resumed run's
+    last leg); None outside a git checkout.
+    """
     model = build_member(spec, cfg)  # uncompiled: model.keras carries no optimizer state
     model.load_weights(run_dir / BEST_WEIGHTS)
     save_model_atomic(model, run_dir / BEST_MODEL)
@@ -533,7 +538,7 @@ def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, wei
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                      "keras": keras.__version__, "numpy": np.__version__},
         "machine": machine_info(),
-        "commit": git_commit(),
+        "commit": commit,
         "metrics": metrics,
         "epochs_trained": int(state.get("epoch", 0)),
         "best_epoch": state.get("best_epoch"),
