@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ensemble import results, zoo
-from test_zoo import _fake_runs
+from test_zoo import make_fake_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "docs" / "experiments.md"]
@@ -48,10 +48,7 @@ def test_one_altered_digit_in_the_readme_is_caught(tmp_path):
 
 @pytest.fixture
 def fake_zoo_doc(tmp_path):
-    art = _fake_runs(tmp_path / "art")
-    root = tmp_path / "zoo"
-    for n in ("a", "a-cw", "b"):
-        zoo.add_run(art / n, root, commit="c")
+    root, _ = make_fake_zoo(tmp_path)
     runs = root / "runs"
     doc = tmp_path / "doc.md"
     doc.write_text(f"""# Results

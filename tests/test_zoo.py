@@ -29,13 +29,18 @@ def _fake_runs(root: Path, names=("a", "a-cw", "b"), model_bytes=None) -> Path:
     return art
 
 
-@pytest.fixture
-def fake_zoo(tmp_path):
+def make_fake_zoo(tmp_path: Path) -> tuple[Path, Path]:
+    """(zoo folder, run folders) of three fake runs a, a-cw and b, added with commit abc1234."""
     art = _fake_runs(tmp_path / "art")
     root = tmp_path / "zoo"
     for n in ("a", "a-cw", "b"):
         zoo.add_run(art / n, root, commit="abc1234")
     return root, art
+
+
+@pytest.fixture
+def fake_zoo(tmp_path):
+    return make_fake_zoo(tmp_path)
 
 
 def test_the_shipped_zoo_verifies():
@@ -188,3 +193,20 @@ def test_an_altered_release_model_is_refused_by_name(tiny_zoo, tmp_path, monkeyp
     assert predict.main([str(photo)]) == 2
     err = capsys.readouterr().err
     assert f"{model.name}: sha256 or size differs" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_the_shipped_release_names_the_astronauts_expression(tmp_path, monkeypatch, capsys):
+    """The done-when of the zoo: after installing, a photo's expression with no training and no download."""
+    from members import predict
+
+    if not (REPO_ZOO / zoo.MANIFEST).is_file() or not zoo.read_manifest(REPO_ZOO).get("release"):
+        pytest.skip("no release ensemble in this checkout's zoo")
+    data = pytest.importorskip("skimage.data", reason="scikit-image ships the astronaut photo")
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    monkeypatch.delenv("FER_ZOO", raising=False)
+    assert predict.main([str(photo), "--json"]) == 0
+    (face,) = json.loads(capsys.readouterr().out)[0]["faces"]
+    assert face["label"] in CLASSES and sum(face["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert face["label"] == "happy"  # she smiles broadly; any sound FER2013 model agrees
