@@ -3,6 +3,12 @@
     python -m members.predict IMAGE... [--runs RUN...] [--artifacts DIR] [--tta none|flip|all]
                               [--json] [--annotate OUT.png] [--min-size PX] [--margin F]
                               [--detect-max-side PX]
+    python -m members.predict VIDEO... | --camera N [--csv OUT.csv] [--annotate OUT.mp4] [--plot OUT.png]
+                              [--detect-every K] [--max-gap F] [--smooth ALPHA] [--max-frames N] ...
+
+Arguments that are videos (``.mp4 .avi .mov .mkv .webm .m4v``) or ``--camera N`` go to
+``members.video`` (expressions over time, stable face ids; see ``members/video/cli.py``); the rest
+of this docstring is about photos.
 
 Faces are found with OpenCV's bundled frontal-face Haar cascade (``cv2.data.haarcascades``; nothing
 is downloaded). Each face box is made square around its centre (``--margin`` widens it; parts
@@ -35,6 +41,7 @@ import numpy as np
 from ensemble import tta as tta_views
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_bytes
 from members.evaluate import RunSelectionError, saved_views, select_runs
+from members.video import cli as video_cli
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 FACE_SIDE = 48
@@ -303,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m members.predict",
                                 description="Find the faces in photos and predict their expressions with the "
                                             "ensemble (Haar cascade, 48x48 grey crops, TTA, soft vote).")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any format OpenCV reads)")
+    p.add_argument("images", nargs="*", metavar="IMAGE|VIDEO",
+                   help="photos (any format OpenCV reads), or videos (.mp4 .avi .mov .mkv .webm .m4v)")
     p.add_argument("--runs", nargs="+", metavar="RUN",
                    help="run folders, or run names / shell patterns under --artifacts (default: with --artifacts, "
                         "every run there; without it, the zoo's release ensemble)")
@@ -311,19 +319,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=TTA_MODES,
                    help="views averaged per run (default: the release's mode for the zoo, else flip)")
     p.add_argument("--json", action="store_true", help="print a JSON list (one object per photo)")
-    p.add_argument("--annotate", metavar="OUT.png", help="write the photo with boxes and labels drawn")
+    p.add_argument("--annotate", metavar="OUT.png|OUT.mp4",
+                   help="write the photo (video) with boxes and labels (and face ids) drawn")
     p.add_argument("--min-size", type=int, default=30, help="smallest face side searched, pixels (default 30)")
     p.add_argument("--min-neighbors", type=int, default=5, help="Haar cascade minNeighbors (default 5)")
     p.add_argument("--margin", type=float, default=0.0, help="share of the box added on each side (default 0)")
-    p.add_argument("--detect-max-side", type=int, default=0, metavar="PX",
-                   help="detect on a copy shrunk to this longest side: faster on large photos (default 0: full size)")
+    p.add_argument("--detect-max-side", type=int, metavar="PX",
+                   help="detect on a copy shrunk to this longest side: faster on large photos (default: full size "
+                        "for photos, 320 for videos; 0: full size)")
+    video_cli.add_video_arguments(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a user's mistake, with one message)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.images and args.camera is None:
+        parser.error("give at least one photo or video, or --camera N")
+    if video_cli.is_video_run(args):
+        return video_cli.run(args)
     try:
+        video_cli.photo_only_check(args)
+        args.detect_max_side = args.detect_max_side or 0
         if args.min_size < 1 or args.min_neighbors < 0 or args.margin < 0 or args.detect_max_side < 0:
             raise PredictError(f"--min-size must be positive, --min-neighbors, --margin and --detect-max-side "
                                f"non-negative. Received: min_size={args.min_size}, min_neighbors={args.min_neighbors}, "
@@ -332,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_image_suffix(Path(args.annotate))
         images = [read_image(p) for p in args.images]
         selection = select_runs(args.runs, args.artifacts)
+        if args.fast:
+            selection = video_cli.fast_selection(selection)
         tta = args.tta or selection.tta or "flip"
         ensemble = FaceEnsemble(selection.run_dirs, tta, selection.weights, selection.model_paths)
         results = predict_photos(args.images, ensemble, images, min_size=args.min_size,
