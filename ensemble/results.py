@@ -213,7 +213,7 @@ def figure(path: Path, out: Path, recomputer: Recomputer | None = None) -> Path:
                     rows.append((_plain(row[0]).replace("`", ""), s["ensemble"], s["n_test"]))
     if not rows:
         raise ValueError(f"{path}: no accuracy table with zoo commands to plot")
-    fig = Figure(figsize=(8, 0.45 * len(rows) + 1.4))
+    fig = Figure(figsize=(8, 0.55 * len(rows) + 1.8))
     ax = fig.add_subplot()
     for k, (label, e, n) in enumerate(reversed(rows)):
         for key, offset, colour, name in (("test_acc", -0.15, "#888888", "identity view"),
@@ -222,10 +222,12 @@ def figure(path: Path, out: Path, recomputer: Recomputer | None = None) -> Path:
             ax.errorbar(100 * e[key], k + offset, xerr=[[100 * (e[key] - lo)], [100 * (hi - e[key])]], fmt="o",
                         color=colour, capsize=3, label=name if k == 0 else None)
     ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     for x, name in ((66.37, "paper baseline"), (75.4, "paper ensemble"), (65.7, "fer package")):
         ax.axvline(x, color="#c44e52", lw=0.8, ls=":")
-        ax.text(x, len(rows) - 0.4, name, rotation=90, va="top", ha="right", fontsize=7, color="#c44e52")
-    ax.set_xlabel("PrivateTest accuracy, % (95 % Wilson interval, 3,589 faces)")
+        ax.text(x, 1.01, name, transform=ax.get_xaxis_transform(), rotation=30, va="bottom", ha="left",
+                fontsize=7, color="#c44e52")
+    ax.set_xlabel(f"PrivateTest accuracy, % (95 % Wilson interval, {rows[0][2]:,} faces)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

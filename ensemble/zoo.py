@@ -53,11 +53,20 @@ class ZooError(ContractError):
 
 
 def default_zoo_dir() -> Path:
-    """``$FER_ZOO`` if set, else the folder of the installed ``zoo`` package."""
+    """``$FER_ZOO`` if set, else the folder of the installed ``zoo`` package, else ``zoo/`` beside ``ensemble/``.
+
+    The last case is a checkout whose editable install predates the ``zoo`` package.
+    """
     if os.environ.get("FER_ZOO"):
         return Path(os.environ["FER_ZOO"])
-    import zoo
-
+    try:
+        import zoo
+    except ImportError:
+        beside = Path(__file__).resolve().parents[1] / "zoo"
+        if (beside / MANIFEST).is_file():
+            return beside
+        raise ZooError("no zoo found: the 'zoo' package is not installed (pip install . from the project) "
+                       "and $FER_ZOO is not set") from None
     return Path(zoo.__file__).resolve().parent
 
 
