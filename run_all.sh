@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train every member of the grid, each without and with class weights, then combine them.
 #
-#   ./run_all.sh [--quick] [--data PATH] [--members LIST] [--only LIST] [--jobs N] [--out DIR]
+#   ./run_all.sh [--quick] [--data PATH] [--members LIST] [--only LIST] [--jobs N] [--out DIR] [--tensorboard]
 #
 # The grid is the reference paper's four members (baseline resnet50 senet50 vgg16), each plain
 # and class-weighted (8 runs), plus the registered members named in --members (comma-separated).
@@ -10,13 +10,15 @@
 # Each run logs to OUT/<run>/train.log. Everything (data, members, weights) is checked before
 # any training starts. --quick runs the same pipeline at smoke scale (a stratified subset,
 # 1 epoch, minimum image sizes, random weights for the transfer members, flip TTA only).
+# --tensorboard passes --tensorboard to every training (logs in OUT/<run>/tensorboard; view them with
+# tensorboard --logdir OUT). The report is OUT/report/index.html (with --data, the outlier faces too).
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "run_all.sh: $*" >&2; exit 2; }
 
 PYTHON=${PYTHON:-python3}
-QUICK=0 DATA="" EXTRA="" ONLY="" JOBS=1 OUT="artifacts"
+QUICK=0 DATA="" EXTRA="" ONLY="" JOBS=1 OUT="artifacts" TENSORBOARD=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
     --only) [ $# -ge 2 ] || die "--only needs a comma-separated list"; ONLY=$2; shift ;;
     --jobs) [ $# -ge 2 ] || die "--jobs needs a number"; JOBS=$2; shift ;;
     --out) [ $# -ge 2 ] || die "--out needs a folder"; OUT=$2; shift ;;
+    --tensorboard) TENSORBOARD=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -54,6 +57,7 @@ COMMON=()
 if [ "$QUICK" = 1 ]; then
   COMMON=(--limit "${QUICK_LIMIT:-48}" --epochs 1 --tta-views identity,hflip)
 fi
+[ "$TENSORBOARD" = 1 ] && COMMON+=(--tensorboard)
 
 RUNS=()      # run names, in order
 CMDS=()      # one command line per run
@@ -123,5 +127,5 @@ fi
 
 # 3. Combine exactly the runs of this grid.
 echo "== combining ${#RUNS[@]} runs =="
-$PYTHON -m ensemble.combine "$OUT" --runs "${RUNS[@]}" --out "$OUT/report"
-echo "Report: $OUT/report/summary.md (also summary.csv, summary.json)"
+$PYTHON -m ensemble.combine "$OUT" --runs "${RUNS[@]}" --out "$OUT/report" ${DATA_ARGS[@]+"${DATA_ARGS[@]}"}
+echo "Report: $OUT/report/index.html (open it in a browser; also summary.md, summary.csv, summary.json)"

@@ -2,8 +2,9 @@
 
 Reads every run's ``predictions.npz`` and ``run.json`` under ARTIFACTS_DIR (default ``artifacts``),
 combines the runs by soft or hard voting over their test-time-augmented probabilities, prints a
-Markdown report and writes ``OUT/summary.md``, ``summary.csv``, ``summary.json`` and confusion PNGs.
-It never imports a deep-learning framework.
+Markdown report and writes ``OUT/summary.md``, ``summary.csv``, ``summary.json``, confusion PNGs and
+``index.html`` (the report as one self-contained page with its figures: ``ensemble.html_report``;
+``--no-html`` skips it, ``--data PATH`` adds the outlier faces). It never imports a deep-learning framework.
 
 Choices where the specification is silent:
     * Runs are sorted by folder name; ``--weights`` and hard-voting weights follow that order.
@@ -27,6 +28,7 @@ Choices where the specification is silent:
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,7 @@ class CombineResult:
     out_dir: Path | None
     files: list[Path] = field(default_factory=list)
     evals: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)  # what the HTML page needs beyond the summary (PrivateTest)
 
 
 def _warn(message: str) -> None:
@@ -230,7 +233,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
             voting_mode: str = "soft", weights: Sequence[float] | None = None, select: str = "all",
             out: str | Path | None = None, skip_bad: bool = False, evals: Sequence[str] = (),
             plots: str = "ensemble", n_resamples: int = 2000, seed: int = 0, greedy_steps: int = 30,
-            write: bool = True) -> CombineResult:
+            write: bool = True, html: bool = True, data: str | Path | None = None,
+            command: str | None = None) -> CombineResult:
     """Combine the runs under ``artifacts_dir`` and write the reports.
 
     Args:
@@ -248,6 +252,9 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         seed: bootstrap seed.
         greedy_steps: additions made by greedy selection.
         write: write the files (False: compute only).
+        html: also write ``index.html``, the report as a page with figures.
+        data: the data file (as ``members.train --data``) whose faces the page shows for the outliers.
+        command: the command line shown on the page (default: this call).
 
     Returns:
         CombineResult with the summary dict (the content of summary.json) and the Markdown report.
@@ -330,6 +337,17 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
     markdown = report.summary_markdown(summary)
     result = CombineResult(summary, markdown, None, evals={n: {"summary": e, "markdown": report.eval_markdown(e)}
                                                            for n, e in eval_results.items()})
+    if html and write:
+        _, ens_test = voting.ensemble_probs(test_tta[keep], w[keep], voting_mode)
+        result.arrays = {
+            "names": names, "labels": test_labels, "ids": loaded[0].test.ids,
+            "correct": np.concatenate([test_tta.argmax(-1) == test_labels, (ens_test.argmax(-1) == test_labels)[None]]),
+            "probs": {ENSEMBLE: ens_test, best_single: test_tta[names.index(best_single)]},
+            "run_dirs": {r.name: r.path.parent for r in loaded},
+            "monitors": {r.name: r.info.get("monitor") for r in loaded},
+            "data": None if data is None else str(data),
+            "command": command or f"combine({str(artifacts_dir)!r}, ...)",
+        }
     if write:
         _write_outputs(result, Path(out) if out is not None else default_report_dir(artifacts_dir), plots)
     return result
@@ -454,6 +472,12 @@ def _write_outputs(result: CombineResult, out_dir: Path, plots: str) -> None:
             files.append(report.plot_confusion(out_dir / f"confusion_{label}.png", np.asarray(entity["confusion"]),
                                                np.asarray(entity["confusion_normalized"], dtype=np.float64),
                                                CLASS_TITLES, f"PrivateTest confusion matrix: {label}"))
+    if result.arrays:
+        from ensemble import html_report
+
+        a = result.arrays
+        page = html_report.build_page(s, a, result.evals, a["command"], a["data"])
+        files.append(report.write_text(out_dir / "index.html", page))
     result.files = files
 
 
@@ -491,18 +515,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", choices=PLOT_MODES, default="ensemble", help="confusion-matrix PNGs to write")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="paired-bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--no-html", dest="html", action="store_false",
+                   help="do not write OUT/index.html (the report as one self-contained page with figures)")
+    p.add_argument("--data", metavar="PATH",
+                   help="the FER2013 file the runs were predicted on: index.html then shows the outlier faces")
     p.add_argument("--quiet", action="store_true", help="do not print the report on stdout")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (1 on bad input, with one message on stderr)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         result = combine(args.artifacts_dir, runs=args.runs, tta=args.tta, voting_mode=args.voting,
                          weights=args.weights, select=args.select, out=args.out, skip_bad=args.skip_bad,
                          evals=args.eval, plots=args.plots, n_resamples=args.bootstrap, seed=args.seed,
-                         greedy_steps=args.greedy_steps)
+                         greedy_steps=args.greedy_steps, html=args.html, data=args.data,
+                         command=shlex.join(["python", "-m", "ensemble.combine", *argv]))
     except (CombineError, ContractError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

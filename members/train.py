@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from members.pipeline import make_dataset
 from members.registry import PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members, get_member
 
 CONFIG_FILE = "config.json"
+TENSORBOARD_DIR = "tensorboard"  # --tensorboard logs, inside the run folder
 RUN_FILES = (PREDICTIONS_FILE, RUN_FILE, BEST_MODEL, BEST_WEIGHTS, LAST_MODEL, STATE_FILE, HISTORY_FILE, CONFIG_FILE)
 
 
@@ -84,6 +86,9 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
     add("--tta-views", default="default",
         help="comma-separated TTA views, 'default' (10 views) or 'none' (identity only)")
+    add("--tensorboard", action="store_true",
+        help="also write Keras's TensorBoard logs to RUN_FOLDER/tensorboard (tensorboard --logdir OUT shows "
+             "every run side by side); a resumed run appends to them; not part of the run's identity")
     add("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's choice)")
     add("--restart", action="store_true", help="discard an existing run folder's training state and start over")
     add("--finish", action="store_true",
@@ -272,6 +277,7 @@ def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, spec: MemberSp
         return "resume"
     for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS, BEST_MODEL, HISTORY_FILE):
         (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)  # --tensorboard logs of a discarded run
     return "fresh"
 
 
@@ -559,6 +565,36 @@ def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, wei
           f"(TTA {metrics['test_acc_tta']:.4f}), test loss {metrics['test_loss']:.4f}", flush=True)
 
 
+class _EpochFlushingTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, flushing its event files after every epoch (TensorFlow's writers
+    otherwise flush every 2 minutes, so a killed run would lose its last epochs' points)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        for writer in getattr(self, "_writers", {}).values():
+            writer.flush()
+
+
+def tensorboard_callback(run_dir: Path) -> keras.callbacks.TensorBoard:
+    """Keras's TensorBoard callback writing per-epoch scalars under ``run_dir/tensorboard``.
+
+    Epochs are logged by their absolute number (fit's ``initial_epoch``), so a resumed run's new event
+    files continue the curves in the same folder (an epoch killed after its checkpoint but before its
+    log line is not re-logged; one killed before its checkpoint is logged twice, TensorBoard shows the
+    later). No graph, histograms or profiling: cheap on a CPU.
+
+    Raises:
+        MemberError: the ``tensorboard`` package is missing (TensorFlow 2.21 no longer installs it).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise MemberError("--tensorboard needs the tensorboard package, which TensorFlow 2.21 does not install: "
+                          "pip install -e '.[tensorboard]' (or pip install 'tensorboard>=2.21,<2.22')")
+    return _EpochFlushingTensorBoard(log_dir=str(Path(run_dir) / TENSORBOARD_DIR), histogram_freq=0,
+                                       write_graph=False, update_freq="epoch", profile_batch=0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a user's mistake)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -591,8 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.check:
             print(check_run(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, restart=args.restart))
             return 0
+        extra = [tensorboard_callback(Path(args.out) / run_name)] if args.tensorboard and not args.finish else []
         run_training(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, views=views,
-                     threads=args.threads, restart=args.restart, verbose=verbose, argv=argv, finish=args.finish)
+                     threads=args.threads, restart=args.restart, verbose=verbose, argv=argv, finish=args.finish,
+                     extra_callbacks=extra)
     except (MemberError, DataError, RunConfigError, ContractError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

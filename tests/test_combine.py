@@ -301,7 +301,7 @@ def test_calibration_temperature_is_fitted_on_publictest(artifacts):
 def test_combine_in_process_does_not_import_tensorflow(artifacts, tmp_path):
     code = (
         "import sys; from ensemble.combine import combine; "
-        f"combine({str(artifacts)!r}, out={str(tmp_path / 'rep')!r}, plots='none'); "
+        f"combine({str(artifacts)!r}, out={str(tmp_path / 'rep')!r}, plots='none', html=False); "
         "bad = [m for m in ('tensorflow', 'keras', 'torch', 'jax', 'matplotlib') if m in sys.modules]; "
         "assert not bad, bad; print('clean')"
     )

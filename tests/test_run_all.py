@@ -62,3 +62,20 @@ def test_quick_pipeline_on_real_data(tmp_path, real_data_path):
     again = run_all("--quick", "--data", real_data_path, "--out", out, timeout=600)
     assert again.returncode == 0
     assert all("already complete" in (out / r / "train.log").read_text() for r in PAPER_RUNS)
+
+
+def test_tensorboard_and_data_are_passed_through(tmp_path):
+    """A stand-in interpreter records each command: every training gets --tensorboard, the combine --data."""
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\nexit 0\n')
+    fake.chmod(0o755)
+    res = run_all("--only", "baseline", "--tensorboard", "--data", tmp_path / "fer.csv", "--out", tmp_path / "out",
+                  env={"PYTHON": str(fake)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    calls = log.read_text().splitlines()
+    train = [c for c in calls if c.startswith("-m members.train") and "--check" not in c]
+    assert len(train) == 2 and all("--tensorboard" in c for c in train)
+    combine = [c for c in calls if c.startswith("-m ensemble.combine")]
+    assert len(combine) == 1 and f"--data {tmp_path / 'fer.csv'}" in combine[0]
+    assert "index.html" in res.stdout

@@ -347,3 +347,41 @@ def test_fit_temperature_recovers_a_known_temperature():
     probs = softmax(logits).astype(np.float64)
     labels = np.array([rng.choice(7, p=p / p.sum()) for p in probs])
     assert fit_temperature(logits * 3.0, labels) == pytest.approx(3.0, rel=0.1)
+
+
+def _tensorboard_steps(log_dir):
+    """{subfolder: {tag: sorted steps}} of the scalar events Keras's TensorBoard callback wrote."""
+    import tensorflow as tf
+
+    out = {}
+    for events in sorted(log_dir.rglob("events.out.tfevents.*")):
+        tags = out.setdefault(events.parent.name, {})
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(int(event.step))
+    return {k: {t: sorted(s) for t, s in v.items()} for k, v in out.items()}
+
+
+def test_tensorboard_logs_are_written_and_a_resumed_run_appends_to_them(fake_csv, tmp_path, capsys):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install -e '.[test]')")
+    spec = get_member("baseline")
+    cfg = spec.resolve_config({"epochs": 2, "batch_size": 16, "seed": 1, "fc_units": 32})
+    run_dir = tmp_path / "tb"
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(spec, cfg, data_path=str(fake_csv), out=tmp_path, run_name="tb", views=["identity"],
+                           verbose=2, extra_callbacks=[train.tensorboard_callback(run_dir), InterruptAfterEpoch(1)])
+    assert _tensorboard_steps(run_dir / "tensorboard")["train"]["epoch_loss"] == [0]
+    # the command line resumes the same run (the flag is not part of its identity) and appends epoch 2
+    assert train.main(["baseline", "--data", str(fake_csv), "--out", str(tmp_path), "--run-name", "tb", "--epochs", "2",
+                       "--batch-size", "16", "--seed", "1", "--fc-units", "32", "--tta-views", "identity",
+                       "--verbose", "2", "--tensorboard"]) == 0
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    steps = _tensorboard_steps(run_dir / "tensorboard")
+    assert steps["train"]["epoch_loss"] == [0, 1] and steps["train"]["epoch_accuracy"] == [0, 1]
+    assert steps["validation"]["epoch_loss"] == [0, 1]
+    assert (run_dir / "predictions.npz").is_file()
+    # --restart discards the old run's logs with its state
+    assert train.main(["baseline", "--data", str(fake_csv), "--out", str(tmp_path), "--run-name", "tb", "--epochs", "1",
+                       "--batch-size", "16", "--seed", "1", "--fc-units", "32", "--tta-views", "identity",
+                       "--verbose", "2", "--restart"]) == 0
+    assert not (run_dir / "tensorboard").exists()
