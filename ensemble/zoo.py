@@ -169,7 +169,8 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
     Args:
         run_dir: the run folder (run.json, history.csv, predictions.npz).
         zoo_dir: the zoo folder (created if needed).
-        commit: the project commit the run was trained on, when run.json does not record it.
+        commit: the project commit the run was trained on; overrides run.json's, which is the commit
+            of the process that finished the run (a later one for a resumed or ``--finish``ed run).
         replace: overwrite a run of the same name already in the zoo.
 
     Returns:
@@ -186,7 +187,7 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
     manifest = read_manifest(root)
     if run.name in manifest["runs"] and not replace:
         raise ZooError(f"run {run.name!r} is already in {root / MANIFEST}; pass --replace to overwrite it")
-    commit = info.get("commit") or commit
+    commit = commit or info.get("commit")
     if not commit:
         raise ZooError(f"{run_dir / RUN_FILE} records no commit: pass --commit HASH (the commit it was trained on)")
     target = root / "runs" / run.name
@@ -293,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", help="check every file against MANIFEST.json (exit 1 on any problem)")
     a = sub.add_parser("add", help="copy a finished run's run.json, history.csv and predictions.npz into the zoo")
     a.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    a.add_argument("--commit", help="project commit the run(s) trained on, where run.json records none")
+    a.add_argument("--commit", help="project commit the run(s) trained on (default: run.json's, the commit of "
+                                    "the process that finished the run)")
     a.add_argument("--replace", action="store_true", help="overwrite runs of the same name")
     r = sub.add_parser("release", help="choose the best ensemble on PublicTest within the model budget and "
                                        "copy its models in")
