@@ -185,7 +185,7 @@ def score_set(names: Sequence[str], p_none: np.ndarray, p_tta: np.ndarray, label
     return out
 
 
-def _stack(runs: Sequence[RunPredictions], split: str, mode: str) -> np.ndarray:
+def stack_views(runs: Sequence[RunPredictions], split: str, mode: str) -> np.ndarray:
     """(R, N, K) float64 TTA probabilities of one split; a run lacking a needed view is a CombineError."""
     out = []
     for run in runs:
@@ -280,8 +280,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
     for split, what in (("val", "PublicTest (val)"), ("test", "PrivateTest (test)")):
         check_agreement(names, [{"ids": getattr(r, split).ids, "labels": getattr(r, split).labels} for r in loaded],
                         what)
-    val_tta, test_tta = _stack(loaded, "val", tta), _stack(loaded, "test", tta)
-    val_none, test_none = _stack(loaded, "val", "none"), _stack(loaded, "test", "none")
+    val_tta, test_tta = stack_views(loaded, "val", tta), stack_views(loaded, "test", tta)
+    val_none, test_none = stack_views(loaded, "val", "none"), stack_views(loaded, "test", "none")
     val_labels, test_labels = loaded[0].val.labels, loaded[0].test.labels
     w, greedy = _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps)
     keep = w > 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from ensemble import voting
 from ensemble.zoo import (MIN_RELEASE_GAIN, MODEL_SUFFIX, RELEASE_MODEL_BUDGET_MB, ZOO_BUDGET_MB, ZooError,
-                          _file_entry, read_manifest, write_manifest)
+                          file_entry, read_manifest, write_manifest)
 
 MAX_SUBSET_RUNS = 12
 TTA_MODE = "all"
@@ -46,7 +46,7 @@ def candidates(zoo_dir: str | os.PathLike, runs: Sequence[str], model_mb: dict[s
         Dicts with ``runs``, ``weights`` (run -> weight), ``select``, ``val_acc_tta``, ``model_mb`` and
         ``fits`` (within the budget); ties keep fewer megabytes first.
     """
-    from ensemble.combine import _stack, load_runs
+    from ensemble.combine import load_runs, stack_views
 
     if len(runs) > MAX_SUBSET_RUNS:
         raise ZooError(f"at most {MAX_SUBSET_RUNS} runs can be searched. Received: {len(runs)} runs")
@@ -55,7 +55,7 @@ def candidates(zoo_dir: str | os.PathLike, runs: Sequence[str], model_mb: dict[s
         raise ZooError(f"no model file for run(s) {missing}")
     loaded, _ = load_runs(Path(zoo_dir) / "runs", list(runs))
     names = [r.name for r in loaded]
-    val, labels = _stack(loaded, "val", tta), loaded[0].val.labels
+    val, labels = stack_views(loaded, "val", tta), loaded[0].val.labels
     out = []
     for k in range(1, len(names) + 1):
         for subset in itertools.combinations(range(len(names)), k):
@@ -135,7 +135,7 @@ def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | 
         shutil.copyfile(src, tmp)
         os.replace(tmp, root / rel)
         models[name] = rel
-        manifest["files"][rel] = _file_entry(root, rel)
+        manifest["files"][rel] = file_entry(root, rel)
     release = {"runs": names, "weights": {n: choice["weights"][n] for n in names}, "select": choice["select"],
                "tta": tta, "models": models,
                "model_mb": round(sum(manifest["files"][m]["size"] for m in models.values()) / 1e6, 2),

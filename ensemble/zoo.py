@@ -151,7 +151,8 @@ def verify(zoo_dir: str | os.PathLike) -> list[str]:
     return problems
 
 
-def _file_entry(root: Path, rel: str) -> dict:
+def file_entry(root: Path, rel: str) -> dict:
+    """The manifest entry (sha256, size) of the file ``rel`` under the zoo folder ``root``."""
     path = root / rel
     return {"sha256": sha256(path), "size": path.stat().st_size}
 
@@ -211,7 +212,7 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
     }
     manifest["runs"][run.name] = entry
     for name in RUN_FILES:
-        manifest["files"][f"runs/{run.name}/{name}"] = _file_entry(root, f"runs/{run.name}/{name}")
+        manifest["files"][f"runs/{run.name}/{name}"] = file_entry(root, f"runs/{run.name}/{name}")
     write_manifest(root, manifest)
     return entry
 
