@@ -99,14 +99,25 @@ class FrameSource:
 class _CaptureSource(FrameSource):
     """A source read through a ``cv2.VideoCapture``-like object."""
 
-    def __init__(self, capture, name: str):
+    def __init__(self, factory: Callable, target, name: str, not_opened: str, no_frame: str):
+        """Open ``factory(target)`` and read its first frame; VideoError ``not_opened`` / ``no_frame`` else."""
         import cv2
 
         super().__init__()
+        with _quiet_opencv():
+            capture = factory(target)
+            opened = capture.isOpened()
+        if not opened:
+            capture.release()
+            raise VideoError(not_opened)
         self.capture, self.name = capture, name
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0)
         self.fps = fps if 0 < fps < 1000 else DEFAULT_FPS
         self.frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        self._first = self._read()
+        if self._first is None:
+            self.close()
+            raise VideoError(no_frame)
 
     def _read(self) -> np.ndarray | None:
         ok, frame = self.capture.read()
@@ -144,19 +155,10 @@ class VideoFileSource(_CaptureSource):
             raise VideoError(f"{path}: not a file")
         if path.stat().st_size == 0:
             raise VideoError(f"{path}: empty file (a video with no frames)")
-        with _quiet_opencv():
-            capture = cv2.VideoCapture(str(path))
-            opened = capture.isOpened()
-        if not opened:
-            capture.release()
-            raise VideoError(f"{path}: not a video OpenCV can decode (truncated, not a video, or a codec "
-                             f"FFmpeg lacks)")
-        super().__init__(capture, str(path))
+        super().__init__(cv2.VideoCapture, str(path), str(path),
+                         f"{path}: not a video OpenCV can decode (truncated, not a video, or a codec FFmpeg lacks)",
+                         f"{path}: the video has no frames")
         self.path = path
-        self._first = self._read()
-        if self._first is None:
-            self.close()
-            raise VideoError(f"{path}: the video has no frames")
 
 
 class CameraSource(_CaptureSource):
@@ -178,19 +180,10 @@ class CameraSource(_CaptureSource):
 
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise VideoError(f"--camera must be a device number >= 0. Received: camera={index!r}")
-        factory = capture_factory or cv2.VideoCapture
-        with _quiet_opencv():
-            capture = factory(index)
-            opened = capture.isOpened()
-        if not opened:
-            capture.release()
-            raise VideoError(f"camera {index} did not open (no such device, in use, or no permission)")
-        super().__init__(capture, f"camera {index}")
+        super().__init__(capture_factory or cv2.VideoCapture, index, f"camera {index}",
+                         f"camera {index} did not open (no such device, in use, or no permission)",
+                         f"camera {index} opened but gave no frame")
         self.index = index
-        self._first = self._read()
-        if self._first is None:
-            self.close()
-            raise VideoError(f"camera {index} opened but gave no frame")
 
 
 class ArraySource(FrameSource):
