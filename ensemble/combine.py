@@ -355,7 +355,9 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
 
 def default_report_dir(artifacts_dir: Path) -> Path:
     """``ARTIFACTS_DIR/report``; for a zoo's ``runs`` folder (read-only, checksummed) ``artifacts/zoo-report``."""
-    if artifacts_dir.name == "runs" and (artifacts_dir.parent / "MANIFEST.json").is_file():
+    from ensemble.zoo import MANIFEST
+
+    if artifacts_dir.name == "runs" and (artifacts_dir.parent / MANIFEST).is_file():
         return Path("artifacts") / "zoo-report"
     return artifacts_dir / "report"
 
