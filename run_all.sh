@@ -2,6 +2,7 @@
 # Train every member of the grid, each without and with class weights, then combine them.
 #
 #   ./run_all.sh [--quick] [--data PATH] [--members LIST] [--only LIST] [--jobs N] [--out DIR] [--tensorboard]
+#                [--scheduler tcp://HOST:PORT [--fetch-models] [--shared-out]]
 #
 # The grid is the reference paper's four members (baseline resnet50 senet50 vgg16), each plain
 # and class-weighted (8 runs), plus the registered members named in --members (comma-separated).
@@ -12,13 +13,15 @@
 # 1 epoch, minimum image sizes, random weights for the transfer members, flip TTA only).
 # --tensorboard passes --tensorboard to every training (logs in OUT/<run>/tensorboard; view them with
 # tensorboard --logdir OUT). The report is OUT/report/index.html (with --data, the outlier faces too).
+# --scheduler runs every training as a task on that Dask cluster (python -m members.grid): results
+# come back to OUT (--fetch-models: model.keras too; --shared-out: workers write to OUT directly).
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "run_all.sh: $*" >&2; exit 2; }
 
 PYTHON=${PYTHON:-python3}
-QUICK=0 DATA="" EXTRA="" ONLY="" JOBS=1 OUT="artifacts" TENSORBOARD=0
+QUICK=0 DATA="" EXTRA="" ONLY="" JOBS=1 OUT="artifacts" TENSORBOARD=0 SCHEDULER="" CLUSTER_FLAGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -28,6 +31,8 @@ while [ $# -gt 0 ]; do
     --jobs) [ $# -ge 2 ] || die "--jobs needs a number"; JOBS=$2; shift ;;
     --out) [ $# -ge 2 ] || die "--out needs a folder"; OUT=$2; shift ;;
     --tensorboard) TENSORBOARD=1 ;;
+    --scheduler) [ $# -ge 2 ] || die "--scheduler needs an address (tcp://HOST:PORT)"; SCHEDULER=$2; shift ;;
+    --fetch-models|--shared-out) CLUSTER_FLAGS+=("$1") ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -35,42 +40,30 @@ while [ $# -gt 0 ]; do
 done
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs must be a positive integer. Received: --jobs $JOBS"
 
-PAPER_MEMBERS="baseline,resnet50,senet50,vgg16"
-if [ -n "$ONLY" ]; then MEMBERS=$ONLY; else MEMBERS=$PAPER_MEMBERS${EXTRA:+,$EXTRA}; fi
-# de-duplicate, keep order
-MEMBERS=$(echo "$MEMBERS" | tr ',' '\n' | sed '/^$/d' | awk '!seen[$0]++' | paste -sd, -)
-
-# Data: --data, else $FER2013_DATA, else the documented default (the data layer resolves it).
+GRID_ARGS=(--out "$OUT")
+[ "$QUICK" = 1 ] && GRID_ARGS+=(--quick)
+[ -n "${QUICK_LIMIT:-}" ] && GRID_ARGS+=(--quick-limit "$QUICK_LIMIT")
+[ -n "$DATA" ] && GRID_ARGS+=(--data "$DATA")
+[ -n "$EXTRA" ] && GRID_ARGS+=(--members "$EXTRA")
+[ -n "$ONLY" ] && GRID_ARGS+=(--only "$ONLY")
+[ "$TENSORBOARD" = 1 ] && GRID_ARGS+=(--tensorboard)
 DATA_ARGS=()
 [ -n "$DATA" ] && DATA_ARGS=(--data "$DATA")
 
-# Per-member extra flags for --quick (smoke scale, no pretrained weights, minimum sizes).
-quick_flags() {
-  case "$1" in
-    resnet50|senet50) echo "--weights none --image-size 197 --batch-size 16" ;;
-    vgg16) echo "--weights none --image-size 48 --batch-size 32" ;;
-    resnet50_48) echo "--weights none" ;;
-    *) echo "" ;;
-  esac
-}
-COMMON=()
-if [ "$QUICK" = 1 ]; then
-  COMMON=(--limit "${QUICK_LIMIT:-48}" --epochs 1 --tta-views identity,hflip)
+# On a Dask cluster: python -m members.grid checks, schedules, fetches and combines.
+if [ -n "$SCHEDULER" ]; then
+  exec $PYTHON -m members.grid --scheduler "$SCHEDULER" "${GRID_ARGS[@]}" ${CLUSTER_FLAGS[@]+"${CLUSTER_FLAGS[@]}"}
 fi
-[ "$TENSORBOARD" = 1 ] && COMMON+=(--tensorboard)
+[ "${#CLUSTER_FLAGS[@]}" -eq 0 ] || die "${CLUSTER_FLAGS[0]} needs --scheduler"
 
+# The grid's runs and commands, from the one definition in members/grid/plan.py.
 RUNS=()      # run names, in order
 CMDS=()      # one command line per run
-for m in ${MEMBERS//,/ }; do
-  for cw in 0 1; do
-    run=$m; flags=()
-    if [ "$cw" = 1 ]; then run="$m-cw"; flags+=(--class-weights); fi
-    # shellcheck disable=SC2206
-    [ "$QUICK" = 1 ] && flags+=($(quick_flags "$m"))
-    RUNS+=("$run")
-    CMDS+=("$PYTHON -m members.train $m ${DATA_ARGS[*]:+${DATA_ARGS[*]@Q}} --out ${OUT@Q} --run-name $run ${COMMON[*]} ${flags[*]}")
-  done
-done
+PLAN=$($PYTHON -m members.grid --plan --python "$PYTHON" "${GRID_ARGS[@]}") || die "cannot plan the grid"
+while IFS=$'\t' read -r run cmd; do
+  RUNS+=("$run"); CMDS+=("$cmd")
+done <<< "$PLAN"
+MEMBERS=$(printf '%s\n' "${RUNS[@]}" | sed 's/-cw$//' | awk '!seen[$0]++' | paste -sd, -)
 
 # 1. Check everything before any training starts: members, options, data, weights.
 echo "== checking ${#RUNS[@]} runs (members: $MEMBERS) =="

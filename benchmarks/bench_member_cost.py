@@ -19,7 +19,10 @@ and the schedule, and each policy's speed-up per epoch over float32 (``x f32``: 
 divided by its seconds; float32 is timed too when not named). One policy (the default, float32)
 prints the table above.
 
-    python benchmarks/bench_member_cost.py [MEMBER ...] [--steps 6] [--threads N] [--precision P[,P...]]
+``--jit-compile`` times each member and policy without and with XLA (``jit_compile=True``; Keras's
+"auto" leaves it off on a CPU-only TensorFlow) and prints XLA's speed-up per step.
+
+    python benchmarks/bench_member_cost.py [MEMBER ...] [--steps 6] [--threads N] [--precision P[,P...]] [--jit-compile]
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ def parse_precisions(text: str) -> list[str]:
     return names
 
 
-def time_member(name: str, steps: int, precision: str = "float32") -> dict:
-    """Seconds per optimiser step of ``name`` with its default config under ``precision``, and its epoch budget."""
+def time_member(name: str, steps: int, precision: str = "float32", jit_compile: bool = False) -> dict:
+    """Seconds per optimiser step of ``name`` with its default config under ``precision`` (with XLA when
+    ``jit_compile``), and its epoch budget."""
     from members.registry import get_member
     from members.train import compile_member
 
@@ -62,6 +66,7 @@ def time_member(name: str, steps: int, precision: str = "float32") -> dict:
     overrides = {"weights": "none"} if "weights" in spec.default_config() else {}
     cfg = spec.resolve_config({**overrides, "precision": precision})
     model = compile_member(spec, cfg)
+    model.jit_compile = bool(jit_compile)  # Keras's "auto" is False on a CPU-only TensorFlow
     batch = int(cfg["batch_size"])
     rng = np.random.default_rng(0)
     x = rng.random((batch * steps, *model.input_shape[1:]), dtype=np.float32)
@@ -72,7 +77,7 @@ def time_member(name: str, steps: int, precision: str = "float32") -> dict:
     step = (time.perf_counter() - start) / steps
     epochs = sum(p.epochs for p in spec.training_phases(cfg))
     epoch_s = step * TRAIN_IMAGES / batch
-    return {"member": name, "precision": precision, "batch": batch, "step_ms": 1e3 * step,
+    return {"member": name, "precision": precision, "jit_compile": bool(jit_compile), "batch": batch, "step_ms": 1e3 * step,
             "images_per_s": batch / step, "epoch_s": epoch_s, "epochs": epochs, "hours": epoch_s * epochs / 3600, "params": model.count_params()}
 
 
@@ -84,6 +89,8 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="float32",
                         help="comma-separated Keras dtype policies to time (float32, mixed_bfloat16, mixed_float16); "
                              "several: one table with each one's speed-up over float32 (default: float32)")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="time every member and policy without and with XLA (jit_compile=True) and print the ratio")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be positive. Received: {args.steps}")
@@ -100,6 +107,14 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     names = args.members or [n for n in list_members() if int(get_member(n).default_config()["image_size"]) <= 48]
     names = ["baseline"] + [n for n in names if n != "baseline"]
+    if args.jit_compile:
+        print(f"{'member':<13} {'precision':<15} {'step ms':>8} {'XLA ms':>8} {'XLA speed-up':>12}")
+        for n in names:
+            for p in precisions:
+                plain, xla = time_member(n, args.steps, p), time_member(n, args.steps, p, jit_compile=True)
+                print(f"{n:<13} {p:<15} {plain['step_ms']:>8.0f} {xla['step_ms']:>8.0f} "
+                      f"{plain['step_ms'] / xla['step_ms']:>11.2f}x", flush=True)
+        return 0
     if len(precisions) > 1:
         print_precision_table([[time_member(n, args.steps, p) for p in precisions] for n in names])
         return 0

@@ -100,6 +100,7 @@ def make_dataset(
     class_weights: dict[int, float] | None = None,
     seed: int = 0,
     augmentation: keras.Sequential | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """A batched ``tf.data`` pipeline over raw uint8 faces.
 
@@ -115,6 +116,8 @@ def make_dataset(
             (the class weighting travels in the data set, so custom fit hooks keep it).
         seed: shuffle and augmentation seed.
         augmentation: a prebuilt augmentation model to share between data sets.
+        soft_targets: a teacher's probabilities (N, 7); each label then travels as the float row
+            ``[y, q_0, ..., q_6]`` that ``members.losses.DistillationLoss`` reads.
 
     Returns:
         A dataset of ``(x, y)`` or ``(x, y, sample_weight)`` batches.
@@ -126,6 +129,11 @@ def make_dataset(
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) != len(y):
         raise ValueError(f"x must be uint8 (N, H, W[, C]) with one label per image. Received: x {x.dtype} "
                          f"{x.shape}, y {y.shape}")
+    if soft_targets is not None:
+        soft_targets = np.asarray(soft_targets, dtype=np.float32)
+        if soft_targets.shape != (len(y), 7):
+            raise ValueError(f"soft_targets must be (N, 7) for N labels. Received: {soft_targets.shape} for {len(y)}")
+        y = np.concatenate([y[:, None].astype(np.float32), soft_targets], axis=1)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -143,7 +151,7 @@ def make_dataset(
         if preprocess is not None:
             xb = preprocess(xb)
         if table is not None:
-            return xb, yb, tf.gather(table, yb)
+            return xb, yb, tf.gather(table, yb if soft_targets is None else tf.cast(yb[:, 0], "int64"))
         return xb, yb
 
     ds = ds.map(transform, num_parallel_calls=None if augment else tf.data.AUTOTUNE)

@@ -37,6 +37,9 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "limit": None,
     "precision": "float32",
+    "teacher": None,  # --teacher: run names of a teacher ensemble (members.distill); None: no distillation
+    "distill_temperature": 4.0,
+    "distill_alpha": 0.5,
 }
 # Common hyper-parameters added after runs were saved without them, with the value those runs were
 # made with where it differs from today's default (a member option says its own with ``legacy``).

@@ -35,7 +35,9 @@ from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODE
                                truncate_history)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
-from members.losses import crossentropy
+from members.distribute import STRATEGIES, check_strategy, even_batch, strategy_scope, synchronize_batch_norm
+from members.distill import TeacherError, parse_teachers, resolve_teachers, teacher_targets
+from members.losses import DistillationLoss, LabelAccuracy, check_distillation, crossentropy
 from members.pipeline import make_dataset
 from members.registry import PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members, get_member
 
@@ -82,6 +84,11 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--precision", metavar="|".join(PRECISIONS),
         help="Keras dtype policy of the model's layers (default float32; mixed_bfloat16 uses AMX / "
              "AVX512-BF16 on CPUs that have them); the output layer, the loss and predictions.npz stay float32")
+    add("--teacher", metavar="RUN,RUN,...",
+        help="distil from these runs (folders, names under --out, zoo release runs, or 'release'): their "
+             "TTA-averaged probabilities on Training become soft targets, cached in the run folder")
+    add("--distill-temperature", type=float, help="softmax temperature of the distillation term (default 4)")
+    add("--distill-alpha", type=float, help="weight of the hard labels, 1 - that of the soft targets (default 0.5)")
     add("--out", default="artifacts", help="output folder (default: artifacts/)")
     add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
     add("--tta-views", default="default",
@@ -89,6 +96,9 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--tensorboard", action="store_true",
         help="also write Keras's TensorBoard logs to RUN_FOLDER/tensorboard (tensorboard --logdir OUT shows "
              "every run side by side); a resumed run appends to them; not part of the run's identity")
+    add("--strategy", choices=STRATEGIES, default="default",
+        help="mirrored: one replica per visible GPU (or logical CPU device), gradients averaged each step; the "
+             "batch size is the global batch; not part of the run's identity")
     add("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's choice)")
     add("--restart", action="store_true", help="discard an existing run folder's training state and start over")
     add("--finish", action="store_true",
@@ -116,7 +126,8 @@ def _add_member_option(group, opt: MemberOption) -> None:
 
 
 COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
-               "augmentation", "patience", "lr_patience", "label_smoothing", "monitor", "precision")
+               "augmentation", "patience", "lr_patience", "label_smoothing", "monitor", "precision",
+               "teacher", "distill_temperature", "distill_alpha")
 
 
 def parse_tta_views(text: str) -> list[str]:
@@ -153,6 +164,23 @@ def _check_positive(cfg: dict) -> None:
     if cfg["limit"] is not None and int(cfg["limit"]) < 1:
         raise MemberError(f"--limit must be positive. Received: limit={cfg['limit']!r}")
     check_precision(cfg["precision"])
+    if cfg.get("teacher") is not None:
+        check_distillation(cfg["distill_temperature"], cfg["distill_alpha"])
+
+
+def check_distillation_member(spec: MemberSpec, cfg: dict) -> None:
+    """Raise MemberError when ``--teacher`` cannot work with this member or these options."""
+    if cfg.get("teacher") is None:
+        return
+    if spec.output != "probs":
+        raise MemberError(f"--teacher needs a member whose output is probabilities; {spec.name} outputs "
+                          f"{spec.output} with its own loss (e.g. --loss l2svm). Received: teacher={cfg['teacher']!r}")
+    if float(cfg["label_smoothing"]):
+        raise MemberError("--teacher and --label-smoothing both soften the targets: give one of them. "
+                          f"Received: label_smoothing={cfg['label_smoothing']!r}")
+    if cfg.get("cache_frozen"):
+        raise MemberError("--teacher cannot train from --cache-frozen features (the cache stores integer labels "
+                          "only); drop --cache-frozen")
 
 
 def check_precision(precision: str) -> None:
@@ -307,14 +335,22 @@ def compile_member(spec: MemberSpec, cfg: dict) -> keras.Model:
     model = build_member(spec, cfg)
     with precision_policy(cfg.get("precision", "float32")):
         optimizer = spec.optimizer(cfg) if spec.optimizer else keras.optimizers.Adam(float(cfg["lr"]))
-        loss = spec.loss(cfg) if spec.loss else crossentropy(float(cfg["label_smoothing"]))
-        model.compile(optimizer=optimizer, loss=loss,
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        if cfg.get("teacher") is not None:
+            loss = DistillationLoss(float(cfg["distill_temperature"]), float(cfg["distill_alpha"]))
+            metric = LabelAccuracy(name="accuracy")
+        else:
+            loss = spec.loss(cfg) if spec.loss else crossentropy(float(cfg["label_smoothing"]))
+            metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     return model
 
 
-def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks=()):
-    """Run (or continue) every training phase; returns the final resume state."""
+def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks=(),
+               soft_targets=None):
+    """Run (or continue) every training phase; returns the final resume state.
+
+    ``soft_targets``: the teachers' probabilities on Training (``members.distill``), or None.
+    """
     phases = spec.training_phases(cfg)
     epoch, phase_idx = int(state.get("epoch", 0)), int(state.get("phase", 0))
     phase_start = int(state.get("phase_start", 0))
@@ -326,6 +362,10 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
     monitor = cfg["monitor"]
     mode = "max" if "acc" in monitor else "min"
     augmentation = make_augmentation(cfg["seed"], cfg["augmentation"])
+    replicas = int(model.distribute_strategy.num_replicas_in_sync)
+    if int(cfg["batch_size"]) % replicas:
+        raise MemberError(f"--batch-size is the global batch and must be a multiple of the {replicas} replicas of "
+                          f"--strategy mirrored. Received: batch_size={cfg['batch_size']!r}")
     for idx in range(phase_idx, len(phases)):
         phase = phases[idx]
         end = phase_start + int(phase.epochs)
@@ -337,9 +377,10 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
         keras.utils.set_random_seed(int(cfg["seed"]) + epoch)
         train_ds = make_dataset(data.train.x, data.train.y, batch_size=int(cfg["batch_size"]), preprocess=preprocess,
                                 training=True, augment=phase.augment, class_weights=weights,
-                                seed=int(cfg["seed"]) + epoch, augmentation=augmentation)
-        val_ds = make_dataset(data.val.x, data.val.y, batch_size=max(256, int(cfg["batch_size"])),
-                              preprocess=preprocess)
+                                seed=int(cfg["seed"]) + epoch, augmentation=augmentation,
+                                soft_targets=soft_targets)
+        val_ds = make_dataset(data.val.x, data.val.y, preprocess=preprocess,
+                              batch_size=even_batch(len(data.val.y), max(256, int(cfg["batch_size"])), replicas))
         stateful, callbacks = {}, [keras.callbacks.TerminateOnNaN()]
         if phase.reduce_lr:
             rlr = ResumableReduceLROnPlateau(monitor=monitor, mode=mode, factor=float(cfg["lr_factor"]),
@@ -433,7 +474,7 @@ def check_run(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | 
 def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | os.PathLike, run_name: str,
                  views: Sequence[str] | None = None, threads: int = 0, restart: bool = False,
                  verbose: int | None = None, extra_callbacks: Sequence = (), argv: Sequence[str] | None = None,
-                 finish: bool = False) -> Path:
+                 finish: bool = False, strategy: str = "default") -> Path:
     """Train (or resume) one run and write its contract files; returns the run folder.
 
     Args:
@@ -448,6 +489,8 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         verbose: 1 progress bar, 0/2 one line per epoch; None: bar on a terminal.
         extra_callbacks: more Keras callbacks (tests).
         argv: the command line, recorded in run.json.
+        strategy: ``default``, or ``mirrored`` for one replica per GPU (or logical CPU) with the
+            global batch ``cfg["batch_size"]`` (``members.distribute``); not part of the run's identity.
         finish: train no further; write the contract files from the best epoch saved so far (a run
             stopped by hand before early stopping or its last epoch; ``finished_early`` in run.json).
 
@@ -457,6 +500,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     if finish and restart:
         raise RunConfigError("--finish ends a saved run and --restart discards it: give one of them")
     check_precision(cfg.get("precision", "float32"))
+    check_strategy(strategy)
     commit = git_commit()  # the code this process trains with (checked out when it started)
     if threads:
         # Intra-op only: a one-thread inter-op pool can deadlock the input iterator against the
@@ -484,30 +528,57 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         state = {**_read_state(run_dir), "finished_early": True}
         print(f"{run_dir}: finishing after epoch {state.get('epoch')} without further training "
               f"(best {cfg['monitor']} {state.get('best')} at epoch {state.get('best_epoch')})", flush=True)
-        write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit)
+        _, distillation = distillation_targets(cfg, out, data, run_dir)
+        write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit,
+                      {"distillation": distillation})
         return run_dir
+    soft_targets, distillation = distillation_targets(cfg, out, data, run_dir)
     preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
-    model = compile_member(spec, cfg)
-    state = _read_state(run_dir) if status == "resume" else {}
-    if state:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(run_dir / LAST_MODEL)
-        print(f"{run_dir}: resuming after epoch {state['epoch']} (best {cfg['monitor']} {state.get('best')} "
-              f"at epoch {state.get('best_epoch')})", flush=True)
-    print(f"{spec.name}: {len(data.train.y)} train / {len(data.val.y)} val / {len(data.test.y)} test images, "
-          f"{model.count_params():,} parameters, run folder {run_dir}", flush=True)
-    state = fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks)
+    with strategy_scope(strategy) as dist:
+        model = compile_member(spec, cfg)
+        replicas = int(dist.num_replicas_in_sync)
+        if replicas > 1:
+            synchronize_batch_norm(model)
+        state = _read_state(run_dir) if status == "resume" else {}
+        if state:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(run_dir / LAST_MODEL)
+            print(f"{run_dir}: resuming after epoch {state['epoch']} (best {cfg['monitor']} {state.get('best')} "
+                  f"at epoch {state.get('best_epoch')})", flush=True)
+        print(f"{spec.name}: {len(data.train.y)} train / {len(data.val.y)} val / {len(data.test.y)} test images, "
+              f"{model.count_params():,} parameters, run folder {run_dir}"
+              + (f", {replicas} replicas (global batch {cfg['batch_size']})" if replicas > 1 else ""), flush=True)
+        state = fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks,
+                           soft_targets)
     if not (run_dir / BEST_WEIGHTS).exists():
         raise RuntimeError(f"{run_dir}: no checkpoint was saved (training diverged in its first epoch?)")
-    write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit)
+    write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit,
+                  {"distillation": distillation, "strategy": {"name": strategy, "replicas": replicas}})
     return run_dir
 
 
-def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit=None) -> None:
+def distillation_targets(cfg: dict, out, data, run_dir: Path) -> tuple[np.ndarray | None, dict | None]:
+    """``(soft_targets, run.json entry)`` of a ``--teacher`` run (``members.distill``); ``(None, None)`` otherwise."""
+    if cfg.get("teacher") is None:
+        return None, None
+    teachers = resolve_teachers(cfg["teacher"], out)
+    targets, key = teacher_targets(teachers, data.train.x, data.train.ids, data.fingerprint, run_dir)
+    info = {"teachers": key["teachers"], "temperature": float(cfg["distill_temperature"]),
+            "alpha": float(cfg["distill_alpha"]), "targets": "TTA average on un-augmented faces",
+            "teacher_train_acc": accuracy(targets, data.train.y)}
+    print(f"distilling from {', '.join(t.name for t in teachers)} (T={info['temperature']:g}, "
+          f"alpha={info['alpha']:g}); the teachers' accuracy on Training {info['teacher_train_acc']:.4f}", flush=True)
+    return targets, info
+
+
+def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit=None,
+                  extra=None) -> None:
     """Save the best epoch as model.keras, predict val/test with TTA; write predictions.npz and run.json.
 
     ``commit`` is the project commit checked out when the finishing process started (a resumed run's
-    last leg); None outside a git checkout.
+    last leg); None outside a git checkout. ``extra``: more run.json entries: ``distillation`` (the
+    teachers' digests and views, temperature and alpha of a ``--teacher`` run; None otherwise) and
+    ``strategy`` (``--strategy`` and the number of replicas).
     """
     model = build_member(spec, cfg)  # uncompiled: model.keras carries no optimizer state
     model.load_weights(run_dir / BEST_WEIGHTS)
@@ -554,6 +625,8 @@ def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, wei
         "diverged": bool(state.get("diverged", False)),
         "finished_early": bool(state.get("finished_early", False)),
         "views": list(views),
+        "distillation": None,
+        **(extra or {}),
         "command": "python -m members.train " + " ".join(shlex.quote(a) for a in (argv or [])),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -613,10 +686,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if spec is None:
         parser.error("a member name is required (see --list)")
     try:
+        args.teacher = parse_teachers(args.teacher)
         overrides = {k: getattr(args, k) for k in COMMON_KEYS}
         overrides.update({o.name: getattr(args, o.name) for o in spec.options})
         cfg = spec.resolve_config(overrides)
         _check_positive(cfg)
+        check_distillation_member(spec, cfg)
+        if cfg["teacher"] is not None:
+            resolve_teachers(cfg["teacher"], args.out)  # a missing teacher is refused before the data loads
         views = parse_tta_views(args.tta_views)
         run_name = args.run_name or (f"{spec.name}-cw" if cfg["class_weights"] else spec.name)
         if any(c in run_name for c in "/\\") or run_name.startswith("."):
@@ -630,8 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = [tensorboard_callback(Path(args.out) / run_name)] if args.tensorboard and not args.finish else []
         run_training(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, views=views,
                      threads=args.threads, restart=args.restart, verbose=verbose, argv=argv, finish=args.finish,
-                     extra_callbacks=extra)
-    except (MemberError, DataError, RunConfigError, ContractError) as exc:
+                     extra_callbacks=extra, strategy=args.strategy)
+    except (MemberError, DataError, RunConfigError, ContractError, TeacherError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:

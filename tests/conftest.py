@@ -29,6 +29,18 @@ def real_data_path() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture(scope="session")
+def local_quick_grid(tmp_path_factory, real_data_path):
+    """``./run_all.sh --quick`` on the real data, run once per session: ``(output folder, its result)``."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("quick") / "quick"
+    res = subprocess.run(["bash", str(REPO_ROOT / "run_all.sh"), "--quick", "--data", str(real_data_path),
+                          "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
+                         env={**os.environ, "FER2013_CACHE": str(tmp_path_factory.mktemp("quick_cache"))})
+    return out, res
+
+
 def make_fake_images(labels: np.ndarray, seed: int = 0) -> np.ndarray:
     """48x48 uint8 faces whose class is learnable: a bright square whose position encodes the label."""
     rng = np.random.default_rng(seed)

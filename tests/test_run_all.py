@@ -48,9 +48,8 @@ def test_missing_vggface_weights_stop_before_training(tmp_path, fake_csv):
     assert not (tmp_path / "out" / "baseline").exists()
 
 
-def test_quick_pipeline_on_real_data(tmp_path, real_data_path):
-    out = tmp_path / "quick"
-    res = run_all("--quick", "--data", real_data_path, "--out", out, timeout=1500)
+def test_quick_pipeline_on_real_data(local_quick_grid, real_data_path):
+    out, res = local_quick_grid
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert set(summary["runs"]) == PAPER_RUNS
@@ -65,10 +64,14 @@ def test_quick_pipeline_on_real_data(tmp_path, real_data_path):
 
 
 def test_tensorboard_and_data_are_passed_through(tmp_path):
-    """A stand-in interpreter records each command: every training gets --tensorboard, the combine --data."""
+    """A stand-in interpreter records each command: every training gets --tensorboard, the combine --data.
+    It plans the grid with the real interpreter (python -m members.grid --plan)."""
+    import sys
+
     log = tmp_path / "calls.txt"
     fake = tmp_path / "python"
-    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\nexit 0\n')
+    fake.write_text(f'#!/usr/bin/env bash\nif [ "$2" = members.grid ]; then exec {sys.executable} "$@"; fi\n'
+                    f'echo "$*" >> {log}\nexit 0\n')
     fake.chmod(0o755)
     res = run_all("--only", "baseline", "--tensorboard", "--data", tmp_path / "fer.csv", "--out", tmp_path / "out",
                   env={"PYTHON": str(fake)})
