@@ -157,8 +157,9 @@ def score_set(names: Sequence[str], p_none: np.ndarray, p_tta: np.ndarray, label
         weights: (R,) normalised ensemble weights.
         voting_mode: ``soft`` or ``hard``.
         temperatures: per run name and ``ENSEMBLE``, fitted on PublicTest.
-        gain_pairs: (key, a, b, tta) tuples: accuracy of a minus b (names or ``ENSEMBLE``); with
-            ``tta`` false, a and b are the same classifier and the gain is TTA minus identity.
+        gain_pairs: (key, a, b, tta) tuples: accuracy of a minus b (names or ``ENSEMBLE``), both with
+            TTA when ``tta`` is True, both on the identity view when it is ``"identity"``; with ``tta``
+            False, a and b are the same classifier and the gain is TTA minus identity.
         n_resamples: bootstrap resamples.
         seed: bootstrap seed.
 
@@ -177,8 +178,8 @@ def score_set(names: Sequence[str], p_none: np.ndarray, p_tta: np.ndarray, label
     out["ensemble"] = _entity_scores(pred_none, ens_none, pred_tta, ens_tta, labels, temperatures[ENSEMBLE])
     correct[ENSEMBLE] = (pred_none == labels, pred_tta == labels)
     if gain_pairs and labels.size:
-        a = np.stack([correct[pa][1] for _, pa, _, _ in gain_pairs])
-        b = np.stack([correct[pb][1] if tta else correct[pb][0] for _, _, pb, tta in gain_pairs])
+        a = np.stack([correct[pa][0 if tta == "identity" else 1] for _, pa, _, tta in gain_pairs])
+        b = np.stack([correct[pb][1] if tta is True else correct[pb][0] for _, _, pb, tta in gain_pairs])
         comparisons = metrics.paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
         for (key, pa, pb, tta), c in zip(gain_pairs, comparisons):
             out["gains"][key] = {"a": pa, "b": pb, **c.as_dict()}
@@ -296,7 +297,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
                                  for p in (val_none, val_tta))
     notes = []
     table_rows = comparison_rows(loaded)
-    gain_pairs, best_single = _gain_pairs(names, val_scores, table_rows, tta, notes)
+    gain_pairs, best_single = _gain_pairs(names, val_scores, table_rows, tta, notes, loaded)
 
     scored = score_set(names, test_none, test_tta, test_labels, w, voting_mode, temperatures, gain_pairs,
                        n_resamples, seed)
@@ -320,7 +321,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
             "val_acc_tta": val_scores[ENSEMBLE][1],
             **_prefixed(scored["ensemble"], "test_"),
         },
-        "gains": {"ensemble": None, "ensemble_tta": None, "tta": {}, "class_weights": {}},
+        "gains": {"ensemble": None, "ensemble_tta": None, "tta": {}, "class_weights": {}, "precision": {},
+                  "precision_identity": {}},
         "comparison_table": table_rows,
         "skipped": skipped,
         "notes": notes,
@@ -398,7 +400,7 @@ def _prefixed(scores: dict, prefix: str) -> dict:
     return {(prefix + k if k in scalars else k): v for k, v in scores.items()}
 
 
-def _gain_pairs(names, val_scores, table_rows, tta, notes) -> tuple[list[tuple[str, str, str, bool]], str]:
+def _gain_pairs(names, val_scores, table_rows, tta, notes, loaded=()) -> tuple[list[tuple[str, str, str, bool]], str]:
     """The comparisons to bootstrap and the best single run by PublicTest accuracy with TTA."""
     best_single = max(names, key=lambda n: (val_scores[n][1], -names.index(n)))
     pairs = []
@@ -413,7 +415,32 @@ def _gain_pairs(names, val_scores, table_rows, tta, notes) -> tuple[list[tuple[s
         notes.append("--tta none: TTA gains are not computed")
     pairs += [(f"class_weights.{r['member']}", r["run_cw"], r["run"], True)
               for r in table_rows if r["run"] and r["run_cw"]]
+    for low, full in precision_pairs(loaded):
+        pairs += [(f"precision.{low}", low, full, True), (f"precision_identity.{low}", low, full, "identity")]
     return pairs, best_single
+
+
+def precision_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(reduced-precision run, float32 run) pairs: same member and config in run.json except ``precision``.
+
+    Their gains (accuracy of the first minus the second, with TTA and on the identity view) test
+    whether bfloat16 or float16 training matches float32.
+    """
+    def key(run):
+        cfg = run.info.get("config")
+        if not isinstance(cfg, dict):
+            return None
+        rest = {k: v for k, v in cfg.items() if k != "precision"}
+        return run.info.get("member"), repr(sorted(rest.items(), key=lambda kv: kv[0]))
+
+    pairs = []
+    for low in runs:
+        precision = (low.info.get("config") or {}).get("precision") if isinstance(low.info.get("config"), dict) else None
+        if precision in (None, "float32") or key(low) is None:
+            continue
+        pairs += [(low.name, full.name) for full in runs
+                  if full is not low and key(full) == key(low) and full.info["config"].get("precision", "float32") == "float32"]
+    return pairs
 
 
 def _place_gains(target: dict, gains: dict) -> None:

@@ -186,7 +186,8 @@ def _gain_row(label: str, gain: dict | None) -> list[str]:
 
 
 def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequence[dict] = ()) -> str:
-    """The gains table: ensemble over the best single run, TTA per classifier, class weighting per member."""
+    """The gains table: ensemble over the best single run, TTA per classifier, class weighting per member,
+    and reduced precision against float32 (runs whose configs differ only in ``precision``)."""
     rows = []
     if gains.get("ensemble"):
         rows.append(_gain_row(f"ensemble vs best single run ({best_single}, chosen on PublicTest)", gains["ensemble"]))
@@ -197,6 +198,11 @@ def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequen
     for member, g in gains.get("class_weights", {}).items():
         r = by_member.get(member, {})
         rows.append(_gain_row(f"class weights: {member} ({r.get('run_cw')} vs {r.get('run')})", g))
+    for run, g in gains.get("precision", {}).items():
+        rows.append(_gain_row(f"precision: {run} vs {g['b']} (float32), with TTA", g))
+        plain = gains.get("precision_identity", {}).get(run)
+        if plain:
+            rows.append(_gain_row(f"precision: {run} vs {plain['b']} (float32), identity view", plain))
     if not rows:
         return "No gains computed (see the notes)."
     headers = ["Comparison (a vs b)", "Δ accuracy, points", "95% CI", "McNemar p", "only a right", "only b right"]

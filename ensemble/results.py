@@ -12,7 +12,8 @@ their headers:
   (one run alone is its own ensemble). Checked columns: ``PrivateTest acc`` (identity view),
   ``with TTA``, ``cross-entropy`` (with TTA), ``PublicTest acc`` (with TTA), as ``65.65 %`` and ``0.948``.
 * gain tables (a ``points`` column): the first cell names the gain: ``TTA, `RUN` `` (a run's TTA gain),
-  ``TTA, ensemble``, ``class weighting, `MEMBER` `` or ``ensemble vs best single run``; checked
+  ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``precision, `RUN` `` / ``precision without TTA,
+  `RUN` `` (a bfloat16 or float16 run against its float32 twin) or ``ensemble vs best single run``; checked
   columns ``points`` (``+1.67``), ``95 % CI`` (``[+0.78, +2.59]``) and ``McNemar p``.
 
 Other columns (wall time, paper figure) are left alone, bold marks are ignored, and tables whose
@@ -126,9 +127,13 @@ def gain_of(label: str, summary: dict) -> dict:
         found = gains["tta"].get(names[0])
     elif lowered.startswith("class weighting") and names:
         found = gains["class_weights"].get(names[0])
+    elif lowered.startswith("precision without tta") and names:
+        found = gains.get("precision_identity", {}).get(names[0])
+    elif lowered.startswith("precision") and names:
+        found = gains.get("precision", {}).get(names[0])
     else:
-        raise ValueError(f"gain row {label!r}: say 'TTA, `RUN`', 'TTA, ensemble', 'class weighting, `MEMBER`' "
-                         f"or 'ensemble vs best single run'")
+        raise ValueError(f"gain row {label!r}: say 'TTA, `RUN`', 'TTA, ensemble', 'class weighting, `MEMBER`', "
+                         f"'precision, `RUN`', 'precision without TTA, `RUN`' or 'ensemble vs best single run'")
     if not found:
         raise ValueError(f"gain row {label!r}: the aggregator computed no such gain")
     return found

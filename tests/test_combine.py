@@ -329,3 +329,21 @@ def test_help_states_each_default_once_and_only_real_ones():
 def test_classes_are_the_contract_ones(artifacts):
     s = combine(artifacts, write=False).summary
     assert s["classes"] == list(CLASSES) and combine_mod.NUM_CLASSES == 7
+
+
+def test_a_bfloat16_run_is_compared_with_its_float32_twin_with_and_without_tta(tmp_path):
+    root = make_runs(tmp_path / "a", ["cnn8-bf16", "cnn8-fp32", "other"])
+    cfg = {"epochs": 60, "seed": 0}
+    for name, precision in (("cnn8-bf16", "mixed_bfloat16"), ("cnn8-fp32", "float32"), ("other", "float32")):
+        info = {"member": "cnn8" if name != "other" else "cnn8", "class_weights": False,
+                "config": {**cfg, "precision": precision, **({"seed": 1} if name == "other" else {})}, "metrics": {}}
+        (root / name / "run.json").write_text(json.dumps(info))
+    s = combine(root, write=False).summary
+    assert list(s["gains"]["precision"]) == ["cnn8-bf16"]  # "other" differs in its seed too
+    runs = {n: _load(root / n) for n in ("cnn8-bf16", "cnn8-fp32")}
+    yt = runs["cnn8-fp32"]["test_labels"]
+    acc = {n: (np.mean(r["test_probs"][0].argmax(1) == yt), np.mean(r["test_probs"].mean(0).argmax(1) == yt))
+           for n, r in runs.items()}
+    assert s["gains"]["precision"]["cnn8-bf16"]["delta"] == pytest.approx(acc["cnn8-bf16"][1] - acc["cnn8-fp32"][1])
+    assert s["gains"]["precision_identity"]["cnn8-bf16"]["delta"] == pytest.approx(acc["cnn8-bf16"][0] - acc["cnn8-fp32"][0])
+    assert "precision: cnn8-bf16 vs cnn8-fp32 (float32), identity view" in combine(root, write=False).markdown

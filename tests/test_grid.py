@@ -161,3 +161,22 @@ def test_a_result_that_breaks_the_contract_is_not_written(tmp_path):
     with pytest.raises(ContractError):
         cluster.store_result(result, tmp_path)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_relative_paths_and_a_shared_out_reach_workers_running_elsewhere(two_workers, fake_csv, tmp_path,
+                                                                          monkeypatch, capsys):
+    """The workers' current folder is not the client's: --data and --out given relative still work;
+    with --shared-out the workers write into OUT themselves and nothing is fetched."""
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    (client_dir / "fer.csv").write_bytes(fake_csv.read_bytes())
+    monkeypatch.chdir(client_dir)
+    status = grid_main(["--scheduler", two_workers.scheduler_address, "--only", "baseline", "--data", "fer.csv",
+                        "--quick", "--out", "shared", "--shared-out"])
+    assert status == 0, capsys.readouterr()
+    report = json.loads((client_dir / "shared" / "grid.json").read_text())
+    assert report["failed"] == [] and set(report["finished"]) == {"baseline", "baseline-cw"}
+    for run in ("baseline", "baseline-cw"):
+        read_predictions(client_dir / "shared" / run)
+        assert (client_dir / "shared" / run / "model.keras").is_file()  # written by the worker itself

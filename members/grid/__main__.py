@@ -68,6 +68,18 @@ def check_runs(plan: Sequence[GridRun], out: Path) -> tuple[list[GridRun], list[
     return todo, [r.name for r in complete]
 
 
+def data_on_workers(data: str | None) -> Path:
+    """The data file as an absolute path (workers run elsewhere): ``--data``, else the trainer's default
+    as this machine resolves it (``$FER2013_DATA``, then ``data/fer2013.csv``); unchecked here (the
+    runs' checks name a missing file)."""
+    from members.data import DataError, resolve_data_path
+
+    try:
+        return resolve_data_path(data).resolve()
+    except DataError:
+        return Path(data or "data/fer2013.csv").resolve()
+
+
 def combine(python: str, out: Path, runs: Sequence[str], data: str | None) -> int:
     """``python -m ensemble.combine OUT --runs ... --out OUT/report``; its exit status."""
     cmd = [python, "-m", "ensemble.combine", str(out), "--runs", *runs, "--out", str(out / "report")]
@@ -79,6 +91,8 @@ def combine(python: str, out: Path, runs: Sequence[str], data: str | None) -> in
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     args = build_parser().parse_args(argv)
+    if args.scheduler and not args.plan:
+        args.data = str(data_on_workers(args.data))
     try:
         plan = build_plan(member_list(args.members, args.only), data=args.data, quick=args.quick,
                           quick_limit=args.quick_limit, tensorboard=args.tensorboard)
