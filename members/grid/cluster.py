@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -217,8 +216,3 @@ def run_on_cluster(client, plan: Sequence[GridRun], out: Path, options: TaskOpti
     client.unsubscribe_topic(LOG_TOPIC)
     return outcomes
 
-
-def clear_worker_folder(options: TaskOptions) -> None:
-    """Remove this host's per-grid folder (tests; workers keep theirs for resuming)."""
-    if not options.shared_out:
-        shutil.rmtree(worker_out(options), ignore_errors=True)
