@@ -22,14 +22,25 @@ prints the table above.
 ``--jit-compile`` times each member and policy without and with XLA (``jit_compile=True``; Keras's
 "auto" leaves it off on a CPU-only TensorFlow) and prints XLA's speed-up per step.
 
-    python benchmarks/bench_member_cost.py [MEMBER ...] [--steps 6] [--threads N] [--precision P[,P...]] [--jit-compile]
+``--backend tensorflow,jax`` times every member on each Keras backend in the same run (one child
+process per backend, since a process holds one backend), twice: the model alone on in-memory float
+batches, and through the project's input pipeline as ``members.train`` feeds it (uint8 faces, the
+affine augmentation and the member's preprocessing: ``tf.data`` on TensorFlow, numpy batches on JAX).
+It prints images per second per backend and each backend's speed-up over the first one named.
+
+    python benchmarks/bench_member_cost.py [MEMBER ...] [--steps 6] [--threads N] [--precision P[,P...]]
+        [--jit-compile] [--backend B[,B...]]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -81,6 +92,83 @@ def time_member(name: str, steps: int, precision: str = "float32", jit_compile: 
             "images_per_s": batch / step, "epoch_s": epoch_s, "epochs": epochs, "hours": epoch_s * epochs / 3600, "params": model.count_params()}
 
 
+def time_member_with_input(name: str, steps: int) -> dict:
+    """Seconds per step of ``name`` fed as ``members.train`` feeds it: uint8 faces through
+    ``members.pipeline.make_dataset`` (shuffle, affine augmentation, the member's preprocessing)."""
+    from members.augment import make_augmentation
+    from members.pipeline import make_dataset
+    from members.registry import get_member
+    from members.train import compile_member
+
+    spec = get_member(name)
+    overrides = {"weights": "none"} if "weights" in spec.default_config() else {}
+    cfg = spec.resolve_config(overrides)
+    model = compile_member(spec, cfg)
+    batch = int(cfg["batch_size"])
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (batch * steps, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, len(faces))
+    stats = spec.fit_stats(faces, cfg) if spec.fit_stats else {}
+    preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
+    augmentation = make_augmentation(0)
+
+    def data(n):
+        return make_dataset(faces[:n], labels[:n], batch_size=batch, preprocess=preprocess, training=True,
+                            augment=True, augmentation=augmentation)
+
+    model.fit(data(batch), epochs=1, verbose=0)  # trace and warm up
+    start = time.perf_counter()
+    model.fit(data(len(faces)), epochs=1, verbose=0)
+    step = (time.perf_counter() - start) / steps
+    return {"member": name, "batch": batch, "input_step_ms": 1e3 * step, "input_images_per_s": batch / step}
+
+
+def parse_backends(text: str) -> list[str]:
+    """Backends from ``--backend`` (comma-separated, distinct, among tensorflow, jax, torch).
+
+    Raises:
+        ValueError: an unknown or repeated backend, or none.
+    """
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    known = ("tensorflow", "jax", "torch")
+    if not names or len(set(names)) != len(names) or any(b not in known for b in names):
+        raise ValueError(f"--backend takes distinct backends among {list(known)}, comma-separated. "
+                         f"Received: backend={text!r}")
+    return names
+
+
+def run_backends(backends: list[str], names: list[str], steps: int) -> int:
+    """Time ``names`` on each backend in a child process; print images per second side by side."""
+    results = {}
+    for backend in backends:
+        env = {**os.environ, "KERAS_BACKEND": backend}
+        cmd = [sys.executable, str(Path(__file__).resolve()), *names, "--steps", str(steps), "--emit-json"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        if proc.returncode != 0:
+            print(f"error: the {backend} child failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        results[backend] = {r["member"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])}
+    first = backends[0]
+    head = f"{'member':<13} {'batch':>5}"
+    for b in backends:
+        head += f" {b + ' model img/s':>{len(b) + 12}} {b + ' input img/s':>{len(b) + 12}}"
+    for b in backends[1:]:
+        head += f" {b + ' x ' + first:>{len(b) + len(first) + 3}}"
+    print(head)
+    for name in names:
+        line = f"{name:<13} {results[first][name]['batch']:>5}"
+        for b in backends:
+            r = results[b][name]
+            line += f" {r['images_per_s']:>{len(b) + 12}.0f} {r['input_images_per_s']:>{len(b) + 12}.0f}"
+        for b in backends[1:]:
+            ratio = results[b][name]["input_images_per_s"] / results[first][name]["input_images_per_s"]
+            line += f" {ratio:>{len(b) + len(first) + 2}.2f}x"
+        print(line)
+    print(f"(x {first}: images per second with the input pipeline, relative to {first}; one child process per "
+          f"backend, {steps} timed steps each)")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("members", nargs="*", help="members to time (default: every member taking 48x48 faces; the 197x197 transfer members are timed with random weights)")
@@ -91,6 +179,10 @@ def main(argv=None) -> int:
                              "several: one table with each one's speed-up over float32 (default: float32)")
     parser.add_argument("--jit-compile", action="store_true",
                         help="time every member and policy without and with XLA (jit_compile=True) and print the ratio")
+    parser.add_argument("--backend", default=None,
+                        help="comma-separated Keras backends (tensorflow, jax, torch) to time side by side, each in "
+                             "its own process: images per second of the model alone and with the input pipeline")
+    parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)  # a --backend child
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be positive. Received: {args.steps}")
@@ -99,14 +191,27 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
 
-    import tensorflow as tf
-
     from members.registry import get_member, list_members
 
     if args.threads:
+        import tensorflow as tf
+
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     names = args.members or [n for n in list_members() if int(get_member(n).default_config()["image_size"]) <= 48]
     names = ["baseline"] + [n for n in names if n != "baseline"]
+    if args.backend is not None:
+        try:
+            backends = parse_backends(args.backend)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if len(precisions) > 1 or args.jit_compile or args.threads:
+            parser.error("--backend times float32 with each backend's own threading: drop --precision, "
+                         "--jit-compile and --threads")
+        return run_backends(backends, names, args.steps)
+    if args.emit_json:
+        rows = [{**time_member(n, args.steps), **time_member_with_input(n, args.steps)} for n in names]
+        print(json.dumps(rows))
+        return 0
     if args.jit_compile:
         print(f"{'member':<13} {'precision':<15} {'step ms':>8} {'XLA ms':>8} {'XLA speed-up':>12}")
         for n in names:

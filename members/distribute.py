@@ -72,12 +72,58 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+class _Replicas:
+    """What the trainer reads of a strategy outside TensorFlow: the number of replicas."""
+
+    def __init__(self, n: int):
+        self.num_replicas_in_sync = int(n)
+
+
 @contextlib.contextmanager
 def strategy_scope(name: str):
-    """``with strategy_scope(name) as strategy:`` builds, compiles and fits under that strategy."""
-    strategy = make_strategy(name)
-    with strategy.scope():
-        yield strategy
+    """``with strategy_scope(name) as strategy:`` builds, compiles and fits under that strategy.
+
+    On TensorFlow a ``tf.distribute`` strategy. On JAX, ``mirrored`` is Keras's
+    ``keras.distribution.DataParallel`` over the visible GPUs (or CPU devices): the batch is split
+    across them and one compiled step computes on the whole batch, so batch normalisation sees the
+    global batch by construction. On PyTorch only ``default`` exists.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        strategy = make_strategy(name)
+        with strategy.scope():
+            yield strategy
+        return
+    check_strategy(name)
+    if name == "default":
+        yield _Replicas(1)
+        return
+    if backend != "jax":
+        raise ValueError(f"--strategy mirrored runs on KERAS_BACKEND=tensorflow or jax, not {backend}. "
+                         f"Received: strategy={name!r}")
+    devices = keras.distribution.list_devices("gpu") or keras.distribution.list_devices("cpu")
+    if len(devices) < 2:
+        raise ValueError(f"--strategy mirrored needs at least two devices; this machine shows {devices}. "
+                         f"Received: strategy={name!r}")
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    try:
+        yield _Replicas(len(devices))
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+def replicas_in_sync(model) -> int:
+    """Replicas one training step runs on: the model's ``tf.distribute`` strategy, or Keras's distribution."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None:
+        return int(strategy.num_replicas_in_sync)
+    import keras
+
+    dist = keras.distribution.distribution()
+    return len(dist.device_mesh.devices.flatten()) if dist is not None else 1
 
 
 def even_batch(n: int, batch_size: int, replicas: int) -> int:

@@ -42,10 +42,12 @@ from typing import Any, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from tqdm import tqdm
 
 from ensemble.artifacts import atomic_write_json
+from members import backend
+from members.inference import keras_to_numpy
+from members.pipeline import iterate_batches, num_batches
 from members.registry import MemberError
 
 CACHE_DIR = "frozen_cache"
@@ -98,17 +100,22 @@ def bytes_per_image(frozen: keras.Model, dtype: str = "float32") -> int:
     return sum(int(np.prod(t.shape[1:])) for t in _outputs(frozen)) * np.dtype(dtype).itemsize
 
 
-def _batches(ds: tf.data.Dataset, name: str) -> tuple[int, int]:
-    """(number of batches, images in the first batch) of a batched data set."""
-    n = int(ds.cardinality())
-    if n == int(tf.data.INFINITE_CARDINALITY):
-        raise ValueError(f"the {name} data set is infinite; --cache-frozen needs a finite one. Received: {ds!r}")
-    if n == int(tf.data.UNKNOWN_CARDINALITY):
-        n = sum(1 for _ in ds)  # one extra pass; the framework's data sets have a known cardinality
+def _batches(ds, name: str) -> tuple[int, int]:
+    """(number of batches, images in the first batch) of a batched data set (``tf.data`` or ``PyDataset``)."""
+    try:
+        n = num_batches(ds)
+    except ValueError:
+        raise ValueError(f"the {name} data set is infinite; --cache-frozen needs a finite one. Received: {ds!r}") from None
     if n == 0:
         raise ValueError(f"the {name} data set is empty. Received: {ds!r}")
-    first = next(iter(ds))
+    first = next(iterate_batches(ds))
     return n, int(first[1].shape[0])
+
+
+def _weighted(ds) -> bool:
+    """Whether the data set's batches carry sample weights (``(x, y, w)``)."""
+    spec = getattr(ds, "element_spec", None)
+    return len(spec) > 2 if spec is not None else len(next(iterate_batches(ds))) > 2
 
 
 def weights_digest(frozen: keras.Model) -> str:
@@ -129,7 +136,16 @@ def _run_identity(run_dir: Path | None) -> Any:
 
 # ----------------------------------------------------------------------------- building the cache
 def _forward(frozen: keras.Model):
-    """A compiled forward pass of the frozen part returning a list of tensors."""
+    """A compiled forward pass of the frozen part returning a list of tensors (a ``tf.function`` on
+    TensorFlow, Keras's ``predict_on_batch`` elsewhere)."""
+    if not backend.uses_tf_data():
+        def forward(x):
+            out = frozen.predict_on_batch(x)
+            return list(out) if isinstance(out, (list, tuple)) else [out]
+
+        return forward
+    import tensorflow as tf
+
     @tf.function(reduce_retracing=True)
     def forward(x):
         out = frozen(x, training=False)
@@ -141,8 +157,8 @@ def _forward(frozen: keras.Model):
 def _fill(forward, ds, store: FeatureCache, augmentation, desc: str, verbose: bool) -> int:
     """Run the frozen part over ``ds`` into ``store`` (copy 0 plain, copies 1.. augmented); returns images."""
     pos = 0
-    total = int(ds.cardinality()) if int(ds.cardinality()) > 0 else None
-    for batch in tqdm(ds, total=total, desc=desc, unit="batch", disable=not verbose, leave=False):
+    total = num_batches(ds)
+    for batch in tqdm(iterate_batches(ds), total=total, desc=desc, unit="batch", disable=not verbose, leave=False):
         x, y = batch[0], batch[1]
         b = int(y.shape[0])
         if pos + b > len(store.labels):
@@ -151,10 +167,10 @@ def _fill(forward, ds, store: FeatureCache, augmentation, desc: str, verbose: bo
         for k in range(store.copies):
             xk = x if k == 0 else augmentation(x, training=True)
             for array, out in zip(store.features, forward(xk)):
-                array[k, pos:pos + b] = out.numpy().astype(array.dtype, copy=False)
-        store.labels[pos:pos + b] = y.numpy()
+                array[k, pos:pos + b] = keras_to_numpy(out).astype(array.dtype, copy=False)
+        store.labels[pos:pos + b] = keras_to_numpy(y)
         if store.weights is not None:
-            store.weights[pos:pos + b] = batch[2].numpy() if len(batch) > 2 else 1.0
+            store.weights[pos:pos + b] = keras_to_numpy(batch[2]) if len(batch) > 2 else 1.0
         pos += b
     return pos
 
@@ -260,9 +276,9 @@ def build_or_load_cache(frozen: keras.Model, train, val, folder: Path, *, copies
         from members.augment import make_augmentation
 
         augment = make_augmentation(seed, augmentation)
-    weighted = len(train.element_spec) > 2
+    weighted = _weighted(train)
     stores = {"train": _new_store(folder, "train", frozen, copies, train_capacity, b_train, dtype, weighted),
-              "val": _new_store(folder, "val", frozen, 1, val_capacity, b_val, dtype, len(val.element_spec) > 2)}
+              "val": _new_store(folder, "val", frozen, 1, val_capacity, b_val, dtype, _weighted(val))}
     for split, ds in (("train", train), ("val", val)):
         stores[split].count = _fill(forward, ds, stores[split], augment, f"frozen cache ({split})", verbose)
         _save_store(folder, split, stores[split])

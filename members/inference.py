@@ -2,7 +2,8 @@
 
 TTA views (``ensemble.tta``) are applied in numpy to the raw 48x48 faces; each view then goes
 through the member's preprocessing (rebuilt from run.json) and the model, in large batches
-through one compiled function. Members whose output kind is ``scores`` get a softmax with the
+through one compiled function (a ``tf.function`` on TensorFlow, Keras's ``predict_on_batch`` on
+JAX and PyTorch). Members whose output kind is ``scores`` get a softmax with the
 temperature fitted on PublicTest and saved in run.json.
 """
 
@@ -21,6 +22,15 @@ from ensemble.metrics import nll as cross_entropy
 from ensemble.artifacts import ContractError, read_run_info
 
 DEFAULT_BATCH = 1024
+
+
+def keras_to_numpy(value) -> np.ndarray:
+    """A backend tensor (or numpy array) as numpy."""
+    if isinstance(value, np.ndarray):
+        return value
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(value))
 
 
 def softmax(z: np.ndarray, temperature: float = 1.0, dtype=np.float32) -> np.ndarray:
@@ -64,18 +74,25 @@ class Predictor:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        import tensorflow as tf
-
+        from members import backend
         from members.pipeline import to_float_batch
 
         model, preprocess = self.model, self.preprocess
+        if backend.uses_tf_data():
+            import tensorflow as tf
 
-        @tf.function(reduce_retracing=True, autograph=False)
-        def forward(x):
-            x = to_float_batch(x)
-            if preprocess is not None:
-                x = preprocess(x)
-            return model(x, training=False)
+            @tf.function(reduce_retracing=True, autograph=False)
+            def forward(x):
+                x = to_float_batch(x)
+                if preprocess is not None:
+                    x = preprocess(x)
+                return model(x, training=False)
+        else:
+            def forward(x):  # JAX / PyTorch: Keras's compiled predict step (one compile per batch shape)
+                x = to_float_batch(x)
+                if preprocess is not None:
+                    x = preprocess(x)
+                return model.predict_on_batch(x)
 
         self._forward = forward
 
@@ -86,7 +103,7 @@ class Predictor:
         x = np.asarray(x)
         if x.dtype != np.uint8 or x.ndim not in (3, 4):
             raise ValueError(f"faces must be uint8 (N, H, W[, C]). Received: {x.dtype} {x.shape}")
-        chunks = [np.asarray(self._forward(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+        chunks = [keras_to_numpy(self._forward(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 7), np.float32)
 
     def to_probs(self, outputs: np.ndarray) -> np.ndarray:

@@ -1,9 +1,12 @@
-"""The ``tf.data`` input pipeline: batching, augmentation and per-member preprocessing.
+"""The input pipeline: batching, augmentation and per-member preprocessing, on any Keras backend.
 
 Raw faces enter as uint8 (N, 48, 48); a batch is cast to float32 (B, 48, 48, 1) in [0, 255],
 augmented on the batch (``members.augment``, training only), then mapped through
 the member's preprocessing layer (a serialisable Keras layer rebuilt from run.json at
-prediction time), and prefetched.
+prediction time). On TensorFlow the batches come from ``tf.data`` (prefetched); on JAX and PyTorch
+from numpy through ``FaceBatches``, a ``keras.utils.PyDataset`` with the same seeded per-epoch
+shuffle, augmentation layer and preprocessing (``make_dataset`` picks, ``members.backend`` says which).
+Every layer here is written with ``keras.ops``, so a saved model loads on every backend.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from members import backend
 from members.augment import make_augmentation
 
 
@@ -49,17 +53,18 @@ class FacePreprocessing(keras.layers.Layer):
             raise ValueError(f"std must be positive. Received: std={std!r}")
 
     def call(self, x):
-        x = tf.cast(x, "float32")
+        x = ops.cast(x, "float32")
         if self.image_size is not None and (x.shape[1] != self.image_size or x.shape[2] != self.image_size):
-            x = tf.image.resize(x, (self.image_size, self.image_size), method="bilinear")
+            x = ops.image.resize(x, (self.image_size, self.image_size), interpolation="bilinear",
+                                 data_format="channels_last")
         if self.channels == 3 and x.shape[-1] == 1:
-            x = tf.repeat(x, 3, axis=-1)
+            x = ops.repeat(x, 3, axis=-1)
         if self.scale != 1.0:
             x = x * self.scale
         if self.mean is not None:
-            x = x - tf.constant(self.mean, dtype="float32")
+            x = x - ops.convert_to_tensor(np.asarray(self.mean, np.float32))
         if self.std is not None:
-            x = x / tf.constant(self.std, dtype="float32")
+            x = x / ops.convert_to_tensor(np.asarray(self.std, np.float32))
         return x
 
     def compute_output_shape(self, input_shape):
@@ -83,9 +88,9 @@ def _as_list(value) -> list[float] | None:
 
 def to_float_batch(x):
     """uint8 (B, H, W) or (B, H, W, C) tensor to float32 (B, H, W, C) in [0, 255]."""
-    x = tf.cast(x, "float32")
-    if x.shape.rank == 3:
-        x = x[..., tf.newaxis]
+    x = ops.cast(x, "float32")
+    if len(x.shape) == 3:
+        x = ops.expand_dims(x, -1)
     return x
 
 
@@ -101,8 +106,8 @@ def make_dataset(
     seed: int = 0,
     augmentation: keras.Sequential | None = None,
     soft_targets: np.ndarray | None = None,
-) -> tf.data.Dataset:
-    """A batched ``tf.data`` pipeline over raw uint8 faces.
+):
+    """Batches of raw uint8 faces for ``fit``: ``tf.data`` on TensorFlow, ``FaceBatches`` elsewhere.
 
     Args:
         x: uint8 faces, (N, 48, 48).
@@ -120,7 +125,8 @@ def make_dataset(
             ``[y, q_0, ..., q_6]`` that ``members.losses.DistillationLoss`` reads.
 
     Returns:
-        A dataset of ``(x, y)`` or ``(x, y, sample_weight)`` batches.
+        A data set of ``(x, y)`` or ``(x, y, sample_weight)`` batches: a ``tf.data.Dataset``
+        (prefetched) on TensorFlow, a ``FaceBatches`` on JAX and PyTorch.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size!r}")
@@ -129,30 +135,125 @@ def make_dataset(
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) != len(y):
         raise ValueError(f"x must be uint8 (N, H, W[, C]) with one label per image. Received: x {x.dtype} "
                          f"{x.shape}, y {y.shape}")
+    weights = None
+    if class_weights is not None:
+        table = np.asarray([float(class_weights.get(c, 1.0)) for c in range(7)], dtype=np.float32)
+        weights = table[y]
     if soft_targets is not None:
         soft_targets = np.asarray(soft_targets, dtype=np.float32)
         if soft_targets.shape != (len(y), 7):
             raise ValueError(f"soft_targets must be (N, 7) for N labels. Received: {soft_targets.shape} for {len(y)}")
         y = np.concatenate([y[:, None].astype(np.float32), soft_targets], axis=1)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if augment and augmentation is None:
+        augmentation = make_augmentation(seed)
+    if not augment:
+        augmentation = None
+    if backend.uses_tf_data():
+        return _tf_dataset(x, y, weights, batch_size=batch_size, preprocess=preprocess, training=training,
+                           augmentation=augmentation, seed=seed)
+    return FaceBatches(x, y, weights, batch_size=batch_size, preprocess=preprocess, training=training,
+                       augmentation=augmentation, seed=seed)
+
+
+def _tf_dataset(x, y, weights, *, batch_size, preprocess, training, augmentation, seed):
+    """The ``tf.data`` pipeline of ``make_dataset`` (TensorFlow backend only)."""
+    import tensorflow as tf
+
+    columns = (x, y) if weights is None else (x, y, weights)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    if augment and augmentation is None:
-        augmentation = make_augmentation(seed)
-    table = None
-    if class_weights is not None:
-        table = tf.constant([float(class_weights.get(c, 1.0)) for c in range(7)], dtype="float32")
 
-    def transform(xb, yb):
+    def transform(xb, *rest):
         xb = to_float_batch(xb)
-        if augment:
+        if augmentation is not None:
             xb = augmentation(xb, training=True)
         if preprocess is not None:
             xb = preprocess(xb)
-        if table is not None:
-            return xb, yb, tf.gather(table, yb if soft_targets is None else tf.cast(yb[:, 0], "int64"))
-        return xb, yb
+        return (xb, *rest)
 
-    ds = ds.map(transform, num_parallel_calls=None if augment else tf.data.AUTOTUNE)
+    ds = ds.map(transform, num_parallel_calls=None if augmentation is not None else tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class FaceBatches(keras.utils.PyDataset):
+    """Batches of raw faces from numpy for ``fit``/``evaluate`` on any backend (``make_dataset``'s non-TF path).
+
+    Training batches follow a seeded permutation, redrawn after every epoch (``on_epoch_end``), so
+    two runs with one seed see the same batches; the augmentation layer and the preprocessing run
+    per batch with ``keras.ops`` on the active backend. Items are built in the calling thread
+    (``workers=1``), which keeps the augmentation's random stream in order.
+
+    Args:
+        x: uint8 faces, (N, H, W[, C]).
+        y: labels, (N,) ints or (N, 8) ``[y, teacher probabilities]`` rows.
+        weights: per-image sample weights (N,), or None.
+        batch_size: images per batch (the last batch holds the rest).
+        preprocess: the member's preprocessing, or None.
+        training: shuffle when True.
+        augmentation: a Keras augmentation model applied with ``training=True``, or None.
+        seed: the shuffle seed.
+    """
+
+    def __init__(self, x, y, weights=None, *, batch_size: int, preprocess=None, training: bool = False,
+                 augmentation=None, seed: int = 0):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.x, self.y, self.weights = x, y, weights
+        self.batch_size, self.preprocess, self.augmentation = int(batch_size), preprocess, augmentation
+        self.training = bool(training)
+        self._rng = np.random.default_rng(seed)
+        self._order = self._rng.permutation(len(x)) if self.training else None
+
+    @property
+    def num_batches(self) -> int:
+        """Batches per epoch."""
+        return -(-len(self.x) // self.batch_size)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} of {self.num_batches}")
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        if self._order is not None:
+            rows = np.sort(self._order[rows])  # sorted: faster gathers, same set of images per batch
+        xb = to_float_batch(self.x[rows])
+        if self.augmentation is not None:
+            xb = self.augmentation(xb, training=True)
+        if self.preprocess is not None:
+            xb = self.preprocess(xb)
+        if self.weights is None:
+            return xb, self.y[rows]
+        return xb, self.y[rows], self.weights[rows]
+
+    def on_epoch_end(self) -> None:
+        """Draw the next epoch's order (training only)."""
+        if self.training:
+            self._order = self._rng.permutation(len(self.x))
+
+
+def num_batches(ds) -> int:
+    """Batches in one pass over a ``make_dataset`` data set (either kind).
+
+    Raises:
+        ValueError: an infinite data set.
+    """
+    if isinstance(ds, keras.utils.PyDataset):
+        return len(ds)
+    import tensorflow as tf
+
+    n = int(ds.cardinality())
+    if n == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(f"the data set is infinite. Received: {ds!r}")
+    if n == int(tf.data.UNKNOWN_CARDINALITY):
+        n = sum(1 for _ in ds)
+    return n
+
+
+def iterate_batches(ds):
+    """The batches of one pass over a ``make_dataset`` data set (either kind), as tuples of tensors."""
+    if isinstance(ds, keras.utils.PyDataset):
+        return (ds[i] for i in range(len(ds)))
+    return iter(ds)

@@ -24,18 +24,20 @@ from typing import Any, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from ensemble import tta
 from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json, write_predictions
 from ensemble.provenance import git_commit, machine_info
+from members import backend
 from members.augment import AUGMENTATIONS, make_augmentation
+from members.backend import BackendError
 from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, EpochLine,
                                ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint, save_model_atomic,
                                truncate_history)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
-from members.distribute import STRATEGIES, check_strategy, even_batch, strategy_scope, synchronize_batch_norm
+from members.distribute import (STRATEGIES, check_strategy, even_batch, replicas_in_sync, strategy_scope,
+                                synchronize_batch_norm)
 from members.distill import TeacherError, parse_teachers, resolve_teachers, teacher_targets
 from members.losses import DistillationLoss, LabelAccuracy, check_distillation, crossentropy
 from members.pipeline import make_dataset
@@ -362,7 +364,7 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
     monitor = cfg["monitor"]
     mode = "max" if "acc" in monitor else "min"
     augmentation = make_augmentation(cfg["seed"], cfg["augmentation"])
-    replicas = int(model.distribute_strategy.num_replicas_in_sync)
+    replicas = replicas_in_sync(model)
     if int(cfg["batch_size"]) % replicas:
         raise MemberError(f"--batch-size is the global batch and must be a multiple of the {replicas} replicas of "
                           f"--strategy mirrored. Received: batch_size={cfg['batch_size']!r}")
@@ -374,7 +376,7 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
             continue
         if epoch == phase_start and phase.lr is not None:
             model.optimizer.learning_rate = float(phase.lr)
-        keras.utils.set_random_seed(int(cfg["seed"]) + epoch)
+        backend.set_random_seed(int(cfg["seed"]) + epoch)
         train_ds = make_dataset(data.train.x, data.train.y, batch_size=int(cfg["batch_size"]), preprocess=preprocess,
                                 training=True, augment=phase.augment, class_weights=weights,
                                 seed=int(cfg["seed"]) + epoch, augmentation=augmentation,
@@ -400,7 +402,8 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
         def extra_state(idx=idx, start=phase_start, end=end):
             done = bool(model.stop_training) or checkpoint_epoch[0] + 1 >= end
             return {"phase": idx, "phase_name": phases[idx].name, "phase_start": start, "phase_done": done,
-                    "train_seconds": seconds_before + time.perf_counter() - session_start}
+                    "train_seconds": seconds_before + time.perf_counter() - session_start,
+                    "backend": backend.name()}
 
         checkpoint_epoch = [epoch]
         checkpoint = RunCheckpoint(run_dir, monitor=monitor, stateful=stateful, best=best, best_epoch=best_epoch,
@@ -484,7 +487,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         out: output folder; the run goes to ``out/run_name``.
         run_name: run folder name.
         views: TTA views written to predictions.npz (default: the 10 default views).
-        threads: TensorFlow intra-op threads (0: default).
+        threads: TensorFlow intra-op threads (0: default; TensorFlow backend only).
         restart: discard an existing run's state.
         verbose: 1 progress bar, 0/2 one line per epoch; None: bar on a terminal.
         extra_callbacks: more Keras callbacks (tests).
@@ -503,6 +506,12 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     check_strategy(strategy)
     commit = git_commit()  # the code this process trains with (checked out when it started)
     if threads:
+        if not backend.uses_tf_data():
+            raise MemberError(f"--threads sets TensorFlow's intra-op threads; on KERAS_BACKEND={backend.name()} "
+                              f"limit threads with the backend's own settings (XLA_FLAGS for JAX, "
+                              f"torch.set_num_threads for PyTorch). Received: threads={threads!r}")
+        import tensorflow as tf
+
         # Intra-op only: a one-thread inter-op pool can deadlock the input iterator against the
         # train step (seen here: a --threads 1 run hung for good after epoch 5).
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
@@ -521,7 +530,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
               f"Use --restart to train again.", flush=True)
         return run_dir
 
-    keras.utils.set_random_seed(int(cfg["seed"]))
+    backend.set_random_seed(int(cfg["seed"]))
     stats = spec.fit_stats(data.train.x, cfg) if spec.fit_stats else {}
     weights = class_weights(data.train.y) if cfg["class_weights"] else None
     if finish:
@@ -537,10 +546,11 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     with strategy_scope(strategy) as dist:
         model = compile_member(spec, cfg)
         replicas = int(dist.num_replicas_in_sync)
-        if replicas > 1:
+        if replicas > 1 and backend.uses_tf_data():
             synchronize_batch_norm(model)
         state = _read_state(run_dir) if status == "resume" else {}
         if state:
+            backend.check_resume(state.get("backend"), run_dir)
             model.optimizer.build(model.trainable_variables)
             model.load_weights(run_dir / LAST_MODEL)
             print(f"{run_dir}: resuming after epoch {state['epoch']} (best {cfg['monitor']} {state.get('best')} "
@@ -612,7 +622,8 @@ def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, wei
         "temperature": temperature,
         "data": {"path": str(Path(path).resolve()), "fingerprint": data.fingerprint,
                  "n_train": int(len(data.train.y)), "n_val": int(len(data.val.y)), "n_test": int(len(data.test.y))},
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+        "backend": backend.name(),
+        "versions": {"python": platform.python_version(), backend.name(): backend.version(),
                      "keras": keras.__version__, "numpy": np.__version__},
         "machine": machine_info(),
         "commit": commit,
@@ -661,6 +672,10 @@ def tensorboard_callback(run_dir: Path) -> keras.callbacks.TensorBoard:
     """
     import importlib.util
 
+    if not backend.uses_tf_data():
+        raise MemberError(f"--tensorboard writes through TensorFlow's summary writers and runs on "
+                          f"KERAS_BACKEND=tensorflow only (this process runs {backend.name()}); history.csv "
+                          f"holds the same per-epoch figures")
     if importlib.util.find_spec("tensorboard") is None:
         raise MemberError("--tensorboard needs the tensorboard package, which TensorFlow 2.21 does not install: "
                           "pip install -e '.[tensorboard]' (or pip install 'tensorboard>=2.21,<2.22')")
@@ -708,7 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_training(spec, cfg, data_path=args.data, out=args.out, run_name=run_name, views=views,
                      threads=args.threads, restart=args.restart, verbose=verbose, argv=argv, finish=args.finish,
                      extra_callbacks=extra, strategy=args.strategy)
-    except (MemberError, DataError, RunConfigError, ContractError, TeacherError) as exc:
+    except (MemberError, DataError, RunConfigError, ContractError, TeacherError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:

@@ -297,6 +297,13 @@ def load_vggface_weights(model, path) -> int:
     for variable, array in pairs:
         variable.assign(array.astype(variable.dtype, copy=False))
     for variable, array in pairs:
-        if not np.array_equal(np.asarray(variable.numpy()), array.astype(variable.dtype, copy=False)):
+        if not np.array_equal(_to_numpy(variable), array.astype(variable.dtype, copy=False)):
             raise VGGFaceWeightsError(f"{path}: variable {variable.path!r} did not take its value")
     return len(pairs)
+
+
+def _to_numpy(variable) -> np.ndarray:
+    """A Keras variable's value as numpy, on any backend."""
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(variable))

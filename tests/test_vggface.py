@@ -16,6 +16,7 @@ import pytest
 from members import vggface_weights as vw
 from members.models import transfer
 from members.models import vggface as vf
+from vggface_h5 import write_keras2_weights
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vggface_layers.json"
 AUTO_NAME = re.compile(r"^(input|activation|max_pooling2d|add|global_average_pooling2d|reshape|"
@@ -88,35 +89,6 @@ def test_name_map_is_one_to_one_and_official_names_verbatim(fixture_record):
         assert vw.weights_file_name(arch, top == "top") == fixture_record["weights_urls"][key]["file"]
         assert vw.weights_url(arch, top == "top") == fixture_record["weights_urls"][key]["url"]
     assert vw.VGGFACE_DIR == fixture_record["vggface_dir"]
-
-
-def write_keras2_weights(path: Path, record: dict, seed: int = 0, drop: str | None = None,
-                         reshape: str | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Write random weights for a fixture model in Keras 2's ``save_weights`` layout.
-
-    ``drop`` leaves one layer out; ``reshape`` gives that layer's first weight a wrong shape.
-    Returns ``{original layer: {short weight name: array}}`` as written.
-    """
-    rng = np.random.default_rng(seed)
-    written = {}
-    with h5py.File(path, "w") as f:
-        names = [layer["name"] for layer in record["layers"] if layer["name"] != drop]
-        f.attrs["layer_names"] = np.array([n.encode("utf8") for n in names])
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.15.0"
-        for layer in record["layers"]:
-            if layer["name"] == drop:
-                continue
-            group = f.require_group(layer["name"])
-            weights = layer.get("weights", [])
-            group.attrs["weight_names"] = np.array([w.encode("utf8") for w, _ in weights])
-            for i, (weight_name, shape) in enumerate(weights):
-                if layer["name"] == reshape and i == 0:
-                    shape = [shape[0] + 1] + shape[1:]
-                data = rng.standard_normal(shape, dtype=np.float32)
-                group.create_dataset(weight_name, data=data)
-                written.setdefault(layer["name"], {})[vw.short_weight_name(weight_name)] = data
-    return written
 
 
 def test_writer_reproduces_the_probed_keras2_layout(tmp_path, fixture_record):

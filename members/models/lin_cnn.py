@@ -3,7 +3,7 @@
 Input: each face rescaled to [0, 1], then local intensity normalisation (the data layer's
 ``members.preprocess.local_intensity_normalization``: ``(x - mu) / max(sd, eps)`` with the
 Gaussian-weighted mean and standard deviation of the 7x7 neighbourhood, sigma 1.4, mirrored
-borders, eps 1e-2). Here it runs per batch inside ``tf.data`` as the serialisable
+borders, eps 1e-2). Here it runs per batch in the input pipeline as the serialisable
 ``LocalIntensityNormalization`` layer, which matches the numpy function (tested to 1e-4).
 
 Layer table (48x48x1 input, 33,509 parameters)::
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from members.registry import MemberError, MemberOption, MemberSpec, register_member
 
@@ -70,19 +70,19 @@ class LocalIntensityNormalization(keras.layers.Layer):
         """Separable Gaussian blur with mirrored borders, channel by channel."""
         radius = (self.size - 1) // 2
         channels = x.shape[-1]
-        x = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="SYMMETRIC")
-        taps = tf.constant(self.taps)
-        rows = tf.tile(tf.reshape(taps, (self.size, 1, 1, 1)), (1, 1, channels, 1))
-        cols = tf.tile(tf.reshape(taps, (1, self.size, 1, 1)), (1, 1, channels, 1))
-        x = tf.nn.depthwise_conv2d(x, rows, strides=(1, 1, 1, 1), padding="VALID")
-        return tf.nn.depthwise_conv2d(x, cols, strides=(1, 1, 1, 1), padding="VALID")
+        x = ops.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="symmetric")
+        taps = np.asarray(self.taps, np.float32)
+        rows = ops.convert_to_tensor(np.tile(taps.reshape(self.size, 1, 1, 1), (1, 1, channels, 1)))
+        cols = ops.convert_to_tensor(np.tile(taps.reshape(1, self.size, 1, 1), (1, 1, channels, 1)))
+        x = ops.depthwise_conv(x, rows, strides=1, padding="valid", data_format="channels_last")
+        return ops.depthwise_conv(x, cols, strides=1, padding="valid", data_format="channels_last")
 
     def call(self, x):
         """Normalise a batch (B, H, W, C)."""
-        x = tf.cast(x, "float32") * self.scale
+        x = ops.cast(x, "float32") * self.scale
         mean = self._blur(x)
-        var = tf.maximum(self._blur(x * x) - mean * mean, 0.0)
-        return (x - mean) / tf.maximum(tf.sqrt(var), self.eps)
+        var = ops.maximum(self._blur(x * x) - mean * mean, 0.0)
+        return (x - mean) / ops.maximum(ops.sqrt(var), self.eps)
 
     def compute_output_shape(self, input_shape):
         """The input shape."""
