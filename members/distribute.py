@@ -103,7 +103,11 @@ def strategy_scope(name: str):
     if backend != "jax":
         raise ValueError(f"--strategy mirrored runs on KERAS_BACKEND=tensorflow or jax, not {backend}. "
                          f"Received: strategy={name!r}")
-    devices = keras.distribution.list_devices("gpu") or keras.distribution.list_devices("cpu")
+    try:
+        devices = keras.distribution.list_devices("gpu")
+    except RuntimeError:  # JAX without a GPU platform
+        devices = []
+    devices = devices or keras.distribution.list_devices("cpu")
     if len(devices) < 2:
         raise ValueError(f"--strategy mirrored needs at least two devices; this machine shows {devices}. "
                          f"Received: strategy={name!r}")

@@ -106,6 +106,7 @@ def make_dataset(
     seed: int = 0,
     augmentation: keras.Sequential | None = None,
     soft_targets: np.ndarray | None = None,
+    replicas: int = 1,
 ):
     """Batches of raw uint8 faces for ``fit``: ``tf.data`` on TensorFlow, ``FaceBatches`` elsewhere.
 
@@ -123,6 +124,10 @@ def make_dataset(
         augmentation: a prebuilt augmentation model to share between data sets.
         soft_targets: a teacher's probabilities (N, 7); each label then travels as the float row
             ``[y, q_0, ..., q_6]`` that ``members.losses.DistillationLoss`` reads.
+        replicas: devices a batch is split over (``--strategy mirrored``). JAX shards every batch
+            evenly, so ``FaceBatches`` trims the last batch to a multiple of ``replicas`` (at most
+            ``replicas - 1`` faces a pass; training reshuffles, so different ones each epoch);
+            ``tf.data`` splits uneven batches itself.
 
     Returns:
         A data set of ``(x, y)`` or ``(x, y, sample_weight)`` batches: a ``tf.data.Dataset``
@@ -152,7 +157,7 @@ def make_dataset(
         return _tf_dataset(x, y, weights, batch_size=batch_size, preprocess=preprocess, training=training,
                            augmentation=augmentation, seed=seed)
     return FaceBatches(x, y, weights, batch_size=batch_size, preprocess=preprocess, training=training,
-                       augmentation=augmentation, seed=seed)
+                       augmentation=augmentation, seed=seed, multiple=replicas)
 
 
 def _tf_dataset(x, y, weights, *, batch_size, preprocess, training, augmentation, seed):
@@ -194,21 +199,28 @@ class FaceBatches(keras.utils.PyDataset):
         training: shuffle when True.
         augmentation: a Keras augmentation model applied with ``training=True``, or None.
         seed: the shuffle seed.
+        multiple: every batch holds a multiple of this many faces (the last one is trimmed, or
+            dropped when smaller); 1 keeps every face.
     """
 
     def __init__(self, x, y, weights=None, *, batch_size: int, preprocess=None, training: bool = False,
-                 augmentation=None, seed: int = 0):
+                 augmentation=None, seed: int = 0, multiple: int = 1):
         super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y, self.weights = x, y, weights
         self.batch_size, self.preprocess, self.augmentation = int(batch_size), preprocess, augmentation
         self.training = bool(training)
+        self.multiple = max(1, int(multiple))
+        if self.batch_size % self.multiple:
+            raise ValueError(f"batch_size must be a multiple of {self.multiple} replicas. "
+                             f"Received: batch_size={batch_size!r}")
         self._rng = np.random.default_rng(seed)
         self._order = self._rng.permutation(len(x)) if self.training else None
 
     @property
     def num_batches(self) -> int:
         """Batches per epoch."""
-        return -(-len(self.x) // self.batch_size)
+        usable = len(self.x) - len(self.x) % self.multiple
+        return -(-usable // self.batch_size)
 
     def __len__(self) -> int:
         return self.num_batches
@@ -216,7 +228,8 @@ class FaceBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < self.num_batches:
             raise IndexError(f"batch {index} of {self.num_batches}")
-        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        usable = len(self.x) - len(self.x) % self.multiple
+        rows = slice(index * self.batch_size, min((index + 1) * self.batch_size, usable))
         if self._order is not None:
             rows = np.sort(self._order[rows])  # sorted: faster gathers, same set of images per batch
         xb = to_float_batch(self.x[rows])

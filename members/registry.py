@@ -128,9 +128,9 @@ class MemberSpec:
         phases: ``phases(cfg) -> list[Phase]`` for multi-phase training; None means one
             phase of ``cfg["epochs"]`` epochs with ``cfg["augment"]``.
         fit: optional hook replacing ``model.fit``; called as ``fit(model, train, val,
-            cfg=cfg, **fit_kwargs)`` where ``train``/``val`` are ``tf.data`` datasets, ``cfg``
-            the resolved config and ``fit_kwargs`` the ``keras.Model.fit`` keyword
-            arguments; returns a History.
+            cfg=cfg, **fit_kwargs)`` where ``train``/``val`` are ``members.pipeline.make_dataset``
+            data sets (``tf.data`` or ``FaceBatches``), ``cfg`` the resolved config and
+            ``fit_kwargs`` the ``keras.Model.fit`` keyword arguments; returns a History.
         validate: optional ``validate(cfg)`` raising ``MemberError`` for invalid values.
     """
 

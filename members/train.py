@@ -380,8 +380,8 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
         train_ds = make_dataset(data.train.x, data.train.y, batch_size=int(cfg["batch_size"]), preprocess=preprocess,
                                 training=True, augment=phase.augment, class_weights=weights,
                                 seed=int(cfg["seed"]) + epoch, augmentation=augmentation,
-                                soft_targets=soft_targets)
-        val_ds = make_dataset(data.val.x, data.val.y, preprocess=preprocess,
+                                soft_targets=soft_targets, replicas=replicas)
+        val_ds = make_dataset(data.val.x, data.val.y, preprocess=preprocess, replicas=replicas,
                               batch_size=even_batch(len(data.val.y), max(256, int(cfg["batch_size"])), replicas))
         stateful, callbacks = {}, [keras.callbacks.TerminateOnNaN()]
         if phase.reduce_lr:

@@ -175,3 +175,18 @@ def test_a_vggface_member_loads_an_official_file_and_trains_on_its_frozen_cache_
     info = json.loads((workspace["out"] / "vgg16" / "run.json").read_text())
     assert info["backend"] == "jax" and info["config"]["weights"] == "vggface"
     assert np.isfinite(read_predictions(workspace["out"] / "vgg16").val.probs).all()
+
+
+def test_mirrored_on_jax_splits_every_batch_over_two_cpu_devices(workspace):
+    """``--strategy mirrored`` is Keras's DataParallel on JAX; 27 faces: odd batches are trimmed to even."""
+    out = workspace["root"] / "mirrored"
+    proc = subprocess.run(
+        [sys.executable, "-m", "members.train", "baseline", "--strategy", "mirrored", "--limit", "27", "--epochs", "1",
+         "--data", str(workspace["csv"]), "--out", str(out), "--tta-views", "identity", "--verbose", "2"],
+        env={**jax_env(workspace["cache"]), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, cwd=ROOT,
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 replicas (global batch 64)" in proc.stdout
+    info = json.loads((out / "baseline" / "run.json").read_text())
+    assert info["strategy"] == {"name": "mirrored", "replicas": 2} and info["backend"] == "jax"
+    assert read_predictions(out / "baseline").test.probs.shape == (1, 27, 7)  # predicted whole, after training

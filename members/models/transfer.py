@@ -1,7 +1,7 @@
 """Fine-tuning models on the VGGFace bases, as in the reference paper, and the frozen/head split.
 
 ``build_transfer_model(arch, ...)`` returns one flat Keras model whose input is the *preprocessed*
-image (``preprocess_layer`` does that inside the ``tf.data`` pipeline: resize 48 -> image_size,
+image (``preprocess_layer`` does that inside the input pipeline: resize 48 -> image_size,
 grey -> BGR, mean subtraction):
 
 * ``resnet50`` / ``senet50``: the no-top base (ending in the fixed 7x7 ``avg_pool``, shape
@@ -67,7 +67,7 @@ def preprocess_mode(arch: str, weights="vggface") -> str:
 
 
 def preprocess_layer(arch: str, weights="vggface", image_size: int = 197) -> VGGFacePreprocess:
-    """The ``tf.data`` preprocessing layer for ``arch`` (validates ``image_size`` first)."""
+    """The input pipeline's preprocessing layer for ``arch`` (validates ``image_size`` first)."""
     check_image_size(arch, image_size)
     return VGGFacePreprocess(mode=preprocess_mode(arch, weights), image_size=image_size,
                              name=f"{arch}_preprocess")

@@ -18,7 +18,7 @@ files, resnet50 and vgg16 only; ``none``: random, for smoke runs), ``--weights-p
 ``members.frozen_cache``). The weight file is looked up in ``validate`` (before any data is loaded),
 so a missing file is one clear error naming the file, the folders searched and its URL.
 
-Preprocessing (per batch, in the ``tf.data`` pipeline): resize 48 -> image size (bilinear), grey to
+Preprocessing (per batch, in the input pipeline): resize 48 -> image size (bilinear), grey to
 BGR, subtraction of the VGGFace version-1 means (VGG16) or version-2 means (ResNet50, SENet50), or
 of the ImageNet "caffe" means with ``--weights imagenet``.
 """

@@ -242,7 +242,7 @@ class VGGFacePreprocess(layers.Layer):
     """Resize to ``image_size`` (bilinear), grey to 3 channels, RGB to BGR, subtract BGR means.
 
     Input: (B, H, W, 1) or (B, H, W, 3) float pixels in 0..255. Output: (B, image_size,
-    image_size, 3) float32. Built on ``keras.ops``, so it also runs inside a ``tf.data`` map.
+    image_size, 3) float32. Built on ``keras.ops``, so it runs on every backend and inside a ``tf.data`` map.
 
     Args:
         mode: ``vggface1`` (VGG16), ``vggface2`` (ResNet50, SENet50) or ``imagenet`` (caffe means).
