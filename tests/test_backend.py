@@ -14,7 +14,8 @@ from members.pipeline import FaceBatches, FacePreprocessing, iterate_batches, ma
 @pytest.fixture
 def no_backend_set(monkeypatch, tmp_path):
     """No KERAS_BACKEND, and a keras.json (in an empty KERAS_HOME) naming TensorFlow."""
-    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "unset")  # recorded first, so whatever the test sets is undone
+    monkeypatch.delenv("KERAS_BACKEND")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))
 

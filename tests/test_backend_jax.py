@@ -186,7 +186,7 @@ def test_mirrored_on_jax_splits_every_batch_over_two_cpu_devices(workspace):
         env={**jax_env(workspace["cache"]), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, cwd=ROOT,
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 replicas (global batch 64)" in proc.stdout
+    assert "2 replicas (global batch 128)" in proc.stdout
     info = json.loads((out / "baseline" / "run.json").read_text())
     assert info["strategy"] == {"name": "mirrored", "replicas": 2} and info["backend"] == "jax"
     assert read_predictions(out / "baseline").test.probs.shape == (1, 27, 7)  # predicted whole, after training

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import QUICK_ENV
 from ensemble.artifacts import read_predictions
 from members.grid import cluster
 from members.grid.__main__ import main as grid_main
@@ -65,7 +66,7 @@ def test_quick_grid_through_the_scheduler_matches_the_local_grid(two_workers, lo
     # the local grid they are compared with is the whole one (tests/test_run_all.py).
     out = tmp_path / "dask"
     res = run_all("--quick", "--only", ONLY, "--data", real_data_path, "--scheduler", two_workers.scheduler_address,
-                  "--out", out, "--fetch-models", timeout=1500)
+                  "--out", out, "--fetch-models", timeout=1500, env=QUICK_ENV)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert set(summary["runs"]) == SOME_RUNS
@@ -81,7 +82,7 @@ def test_quick_grid_through_the_scheduler_matches_the_local_grid(two_workers, lo
         assert mine == json.loads((local_out / run / "run.json").read_text())["config"], run
     # a second call skips every finished run and only re-combines
     again = run_all("--quick", "--only", ONLY, "--data", real_data_path, "--scheduler", two_workers.scheduler_address,
-                    "--out", out, timeout=600)
+                    "--out", out, timeout=600, env=QUICK_ENV)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert again.stdout.count("already complete") == len(SOME_RUNS)
 
