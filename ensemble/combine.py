@@ -322,7 +322,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
             **_prefixed(scored["ensemble"], "test_"),
         },
         "gains": {"ensemble": None, "ensemble_tta": None, "tta": {}, "class_weights": {}, "precision": {},
-                  "precision_identity": {}},
+                  "precision_identity": {}, "distillation": {}, "distillation_identity": {}},
         "comparison_table": table_rows,
         "skipped": skipped,
         "notes": notes,
@@ -417,7 +417,46 @@ def _gain_pairs(names, val_scores, table_rows, tta, notes, loaded=()) -> tuple[l
               for r in table_rows if r["run"] and r["run_cw"]]
     for low, full in precision_pairs(loaded):
         pairs += [(f"precision.{low}", low, full, True), (f"precision_identity.{low}", low, full, "identity")]
+    for student, twin in distillation_pairs(loaded):
+        pairs += [(f"distillation.{student}", student, twin, True),
+                  (f"distillation_identity.{student}", student, twin, "identity")]
     return pairs, best_single
+
+
+DISTILL_KEYS = ("teacher", "distill_temperature", "distill_alpha")
+
+
+def _config(run: RunPredictions) -> dict | None:
+    """A run's resolved config from run.json, made comparable across project versions.
+
+    Runs saved before ``precision`` existed trained in float32; a run without a teacher drops the
+    distillation options (unused, and absent from runs saved before them). None when run.json has no
+    config.
+    """
+    cfg = run.info.get("config")
+    if not isinstance(cfg, dict):
+        return None
+    cfg = {**cfg, "precision": cfg.get("precision") or "float32"}
+    if not cfg.get("teacher"):
+        cfg = {k: v for k, v in cfg.items() if k not in DISTILL_KEYS}
+    return cfg
+
+
+def _twin_pairs(runs: Sequence[RunPredictions], is_variant, differ: Sequence[str]) -> list[tuple[str, str]]:
+    """(variant run, reference run) pairs of one member whose configs are equal but for the keys ``differ``."""
+    def key(run):
+        cfg = _config(run)
+        rest = {k: v for k, v in (cfg or {}).items() if k not in differ}
+        return None if cfg is None else (run.info.get("member"), bool(run.info.get("class_weights")),
+                                         repr(sorted(rest.items(), key=lambda kv: kv[0])))
+
+    pairs = []
+    for a in runs:
+        if key(a) is None or not is_variant(_config(a)):
+            continue
+        pairs += [(a.name, b.name) for b in runs
+                  if b is not a and key(b) == key(a) and not is_variant(_config(b))]
+    return pairs
 
 
 def precision_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
@@ -426,21 +465,16 @@ def precision_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
     Their gains (accuracy of the first minus the second, with TTA and on the identity view) test
     whether bfloat16 or float16 training matches float32.
     """
-    def key(run):
-        cfg = run.info.get("config")
-        if not isinstance(cfg, dict):
-            return None
-        rest = {k: v for k, v in cfg.items() if k != "precision"}
-        return run.info.get("member"), repr(sorted(rest.items(), key=lambda kv: kv[0]))
+    return _twin_pairs(runs, lambda cfg: cfg["precision"] != "float32", ("precision",))
 
-    pairs = []
-    for low in runs:
-        precision = (low.info.get("config") or {}).get("precision") if isinstance(low.info.get("config"), dict) else None
-        if precision in (None, "float32") or key(low) is None:
-            continue
-        pairs += [(low.name, full.name) for full in runs
-                  if full is not low and key(full) == key(low) and full.info["config"].get("precision", "float32") == "float32"]
-    return pairs
+
+def distillation_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(student, twin) pairs: same member and config except the teacher and distillation options.
+
+    Their gains test whether a student distilled from a teacher ensemble beats the same architecture
+    trained alone on the hard labels.
+    """
+    return _twin_pairs(runs, lambda cfg: bool(cfg.get("teacher")), DISTILL_KEYS)
 
 
 def _place_gains(target: dict, gains: dict) -> None:

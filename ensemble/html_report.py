@@ -228,6 +228,8 @@ def build_page(summary: dict, arrays: dict, evals: dict | None = None, command: 
         items.append(("TTA: ensemble", gains["ensemble_tta"]))
     items += [(f"TTA: {n}", g) for n, g in gains.get("tta", {}).items()]
     items += [(f"class weights: {m}", g) for m, g in gains.get("class_weights", {}).items()]
+    items += [(f"precision: {n} vs {g['b']}", g) for n, g in gains.get("precision", {}).items()]
+    items += [(f"distillation: {n} vs {g['b']}", g) for n, g in gains.get("distillation", {}).items()]
     body.append("<h2>Gains (a − b, PrivateTest)</h2>")
     if items:
         body.append(_table(["Comparison", "Δ points", "95 % interval", "McNemar p", "only a right", "only b right"],

@@ -115,7 +115,8 @@ def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | 
     for src in sources.values():
         if not src.is_file():
             raise ZooError(f"{src}: model file not found (the release needs each run's model.keras)")
-    old_models = (old or {}).get("models", {})
+    fast_model = (manifest.get("fast") or {}).get("model")
+    old_models = {n: rel for n, rel in (old or {}).get("models", {}).items() if rel != fast_model}
     kept = {rel: e for rel, e in manifest["files"].items() if rel not in old_models.values()}
     total = (sum(e["size"] for e in kept.values()) + sum(s.stat().st_size for s in sources.values())) / 1e6
     if total > ZOO_BUDGET_MB:
@@ -145,3 +146,61 @@ def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | 
     manifest["release"] = release
     write_manifest(root, manifest)
     return release
+
+
+def record_fast(zoo_dir: str | os.PathLike, run: str, models_from: str | os.PathLike, force: bool = False) -> dict:
+    """Make one zoo run the release's fast model (``--fast`` in ``members.predict``): copy its model in.
+
+    Without a fast model ``--fast`` takes the release's best single run by PublicTest accuracy; a run
+    becomes the fast model only if it beats that run (or the recorded fast model) on PublicTest with
+    TTA, unless ``force``. PrivateTest plays no part in the choice.
+
+    Args:
+        zoo_dir: the zoo folder.
+        run: a run already in the zoo (``python -m ensemble.zoo add``).
+        models_from: folder holding ``<run>/model.keras``.
+        force: record it even when it is not better on PublicTest.
+
+    Returns:
+        The manifest's new ``fast`` entry.
+    """
+    root = Path(zoo_dir)
+    manifest = read_manifest(root)
+    if run not in manifest["runs"]:
+        raise ZooError(f"{root / 'MANIFEST.json'}: no run {run!r} in the zoo (python -m ensemble.zoo add RUN_DIR "
+                       f"first); runs: {', '.join(sorted(manifest['runs'])) or 'none'}")
+    release, old = manifest.get("release"), manifest.get("fast")
+    rivals = [old["run"]] if old else list((release or {}).get("runs", []))
+    rivals = [r for r in rivals if r != run and r in manifest["runs"]]
+    entry = manifest["runs"][run]
+    if rivals and not force:
+        best = max(rivals, key=lambda r: manifest["runs"][r]["val_acc_tta"])
+        if entry["val_acc_tta"] <= manifest["runs"][best]["val_acc_tta"]:
+            raise ZooError(f"{run} ({100 * entry['val_acc_tta']:.2f} % on PublicTest with TTA) does not beat "
+                           f"{best} ({100 * manifest['runs'][best]['val_acc_tta']:.2f} %), today's fast model; "
+                           f"pass --force to record it anyway")
+    src = Path(models_from) / run / "model.keras"
+    if not src.is_file():
+        raise ZooError(f"{src}: model file not found (the fast model needs the run's model.keras)")
+    rel = f"models/{run}{MODEL_SUFFIX}"
+    release_models = set((release or {}).get("models", {}).values())
+    dropped = [old["model"]] if old and old["model"] != rel and old["model"] not in release_models else []
+    kept = {r: e for r, e in manifest["files"].items() if r not in dropped and r != rel}
+    total = (sum(e["size"] for e in kept.values()) + src.stat().st_size) / 1e6
+    if total > ZOO_BUDGET_MB:
+        raise ZooError(f"{root}: with {src} the zoo would take {total:.1f} MB, over its {ZOO_BUDGET_MB:g} MB budget")
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    tmp = root / "models" / f".{run}.tmp"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, root / rel)
+    for r in dropped:
+        (root / r).unlink(missing_ok=True)
+    manifest["files"] = kept
+    manifest["files"][rel] = file_entry(root, rel)
+    fast = {"run": run, "model": rel, "tta": TTA_MODE,
+            "model_mb": round(manifest["files"][rel]["size"] / 1e6, 2),
+            **{k: entry[k] for k in ("val_acc", "val_acc_tta", "test_acc", "test_acc_tta")},
+            "command": f"python -m ensemble.combine zoo/runs --runs {run} --tta {TTA_MODE}"}
+    manifest["fast"] = fast
+    write_manifest(root, manifest)
+    return fast

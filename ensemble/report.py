@@ -187,7 +187,8 @@ def _gain_row(label: str, gain: dict | None) -> list[str]:
 
 def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequence[dict] = ()) -> str:
     """The gains table: ensemble over the best single run, TTA per classifier, class weighting per member,
-    and reduced precision against float32 (runs whose configs differ only in ``precision``)."""
+    reduced precision against float32 (runs whose configs differ only in ``precision``) and a distilled
+    student against its twin trained alone."""
     rows = []
     if gains.get("ensemble"):
         rows.append(_gain_row(f"ensemble vs best single run ({best_single}, chosen on PublicTest)", gains["ensemble"]))
@@ -203,6 +204,11 @@ def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequen
         plain = gains.get("precision_identity", {}).get(run)
         if plain:
             rows.append(_gain_row(f"precision: {run} vs {plain['b']} (float32), identity view", plain))
+    for run, g in gains.get("distillation", {}).items():
+        rows.append(_gain_row(f"distillation: {run} vs {g['b']} (trained alone), with TTA", g))
+        plain = gains.get("distillation_identity", {}).get(run)
+        if plain:
+            rows.append(_gain_row(f"distillation: {run} vs {plain['b']} (trained alone), identity view", plain))
     if not rows:
         return "No gains computed (see the notes)."
     headers = ["Comparison (a vs b)", "Δ accuracy, points", "95% CI", "McNemar p", "only a right", "only b right"]

@@ -4,19 +4,22 @@
     python -m ensemble.zoo verify                        # every file against MANIFEST.json
     python -m ensemble.zoo add RUN_DIR [--commit C]      # copy a finished run's results in
     python -m ensemble.zoo release --runs A B ... --models-from DIR [--select greedy|all]
+    python -m ensemble.zoo fast RUN --models-from DIR    # the one model behind --fast (video)
 
 Layout of a zoo folder (default: the ``zoo`` package installed with the project; ``$FER_ZOO`` or
 ``--zoo`` choose another)::
 
     MANIFEST.json
     runs/<run>/run.json, history.csv, predictions.npz   # the prediction contract, as trained
-    models/<run>.keras                                   # the release ensemble's models
+    models/<run>.keras                                   # the release ensemble's models, the fast model
 
 ``MANIFEST.json`` holds, for every file, its sha256 and size; for every run, the command, project
 commit, machine, date and PublicTest / PrivateTest accuracy with and without TTA; and the release
-ensemble: its runs, weights, TTA mode and accuracies. Every reader of a zoo file (the aggregator,
-``members.predict``, ``members.evaluate``, ``members.export``) checks the file's sha256 first and
-refuses a mismatch with ``ZooError`` naming the file. numpy only: no deep-learning framework.
+ensemble: its runs, weights, TTA mode and accuracies; and the fast model, if any (one run that
+``--fast`` uses instead of the release's best single run, such as a distilled student). Every
+reader of a zoo file (the aggregator, ``members.predict``, ``members.evaluate``, ``members.export``)
+checks the file's sha256 first and refuses a mismatch with ``ZooError`` naming the file. numpy
+only: no deep-learning framework.
 """
 
 from __future__ import annotations
@@ -148,6 +151,11 @@ def verify(zoo_dir: str | os.PathLike) -> list[str]:
     for name, rel in (release.get("models") or {}).items():
         if rel not in manifest["files"]:
             problems.append(f"release model of {name!r}: {rel} not in {MANIFEST}")
+    fast = manifest.get("fast")
+    if fast and fast["model"] not in manifest["files"]:
+        problems.append(f"fast model of {fast['run']!r}: {fast['model']} not in {MANIFEST}")
+    if fast and fast["run"] not in manifest["runs"]:
+        problems.append(f"fast model: run {fast['run']!r} not in {MANIFEST}")
     return problems
 
 
@@ -261,6 +269,22 @@ def release_members(zoo_dir: str | os.PathLike | None = None) -> tuple[list[Rele
     return members, release
 
 
+def fast_member(zoo_dir: str | os.PathLike | None = None) -> tuple[ReleaseMember, dict] | None:
+    """The zoo's verified fast model and its manifest entry, or None when the zoo records none.
+
+    Raises:
+        ZooError: one of its files missing or altered.
+    """
+    root = Path(zoo_dir) if zoo_dir else default_zoo_dir()
+    fast = read_manifest(root).get("fast")
+    if not fast:
+        return None
+    run_dir, model = root / "runs" / fast["run"], root / fast["model"]
+    for path in (run_dir / RUN_FILE, run_dir / PREDICTIONS_FILE, model):
+        verify_file(path, root)
+    return ReleaseMember(fast["run"], run_dir, model, 1.0), fast
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f}"
 
@@ -283,6 +307,10 @@ def format_list(zoo_dir: str | os.PathLike) -> str:
         lines.append(f"  reproduce: {release['command']}")
     else:
         lines.append("no release ensemble")
+    fast = manifest.get("fast")
+    if fast:
+        lines.append(f"fast model ({fast['model_mb']} MB, TTA {fast['tta']}): {fast['run']}; val "
+                     f"{_pct(fast['val_acc_tta'])}, test {_pct(fast['test_acc'])} (TTA {_pct(fast['test_acc_tta'])})")
     return "\n".join(lines)
 
 
@@ -306,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--show", type=int, default=8, help="candidates to print (default 8)")
     r.add_argument("--dry-run", action="store_true", help="print the candidates, change nothing")
     r.add_argument("--force", action="store_true", help="replace the release even without a 0.5-point gain")
+    f = sub.add_parser("fast", help="make one zoo run the model behind --fast (video) and copy its model in")
+    f.add_argument("run", metavar="RUN", help="a run in the zoo")
+    f.add_argument("--models-from", required=True, metavar="DIR", help="folder with RUN/model.keras")
+    f.add_argument("--force", action="store_true", help="record it even if it does not beat today's fast "
+                                                        "model on PublicTest")
     return p
 
 
@@ -329,6 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 e = add_run(run_dir, root, commit=args.commit, replace=args.replace)
                 print(f"added {Path(run_dir).name}: val {_pct(e['val_acc'])} (TTA {_pct(e['val_acc_tta'])}), "
                       f"test {_pct(e['test_acc'])} (TTA {_pct(e['test_acc_tta'])})")
+        elif args.command == "fast":
+            from ensemble import release
+
+            fast = release.record_fast(root, args.run, args.models_from, force=args.force)
+            print(f"fast model: {fast['run']} ({fast['model_mb']} MB); PublicTest {_pct(fast['val_acc_tta'])}, "
+                  f"PrivateTest {_pct(fast['test_acc'])} (TTA {_pct(fast['test_acc_tta'])})\n"
+                  f"  reproduce: {fast['command']}")
         else:
             from ensemble import release
 

@@ -334,9 +334,11 @@ def test_classes_are_the_contract_ones(artifacts):
 def test_a_bfloat16_run_is_compared_with_its_float32_twin_with_and_without_tta(tmp_path):
     root = make_runs(tmp_path / "a", ["cnn8-bf16", "cnn8-fp32", "other"])
     cfg = {"epochs": 60, "seed": 0}
+    unused = {"teacher": None, "distill_temperature": 4.0, "distill_alpha": 0.5}  # saved by later versions
     for name, precision in (("cnn8-bf16", "mixed_bfloat16"), ("cnn8-fp32", "float32"), ("other", "float32")):
-        info = {"member": "cnn8" if name != "other" else "cnn8", "class_weights": False,
-                "config": {**cfg, "precision": precision, **({"seed": 1} if name == "other" else {})}, "metrics": {}}
+        info = {"member": "cnn8", "class_weights": False,
+                "config": {**cfg, "precision": precision, **({"seed": 1} if name == "other" else {}),
+                           **(unused if name != "cnn8-bf16" else {})}, "metrics": {}}
         (root / name / "run.json").write_text(json.dumps(info))
     s = combine(root, write=False).summary
     assert list(s["gains"]["precision"]) == ["cnn8-bf16"]  # "other" differs in its seed too
@@ -347,3 +349,32 @@ def test_a_bfloat16_run_is_compared_with_its_float32_twin_with_and_without_tta(t
     assert s["gains"]["precision"]["cnn8-bf16"]["delta"] == pytest.approx(acc["cnn8-bf16"][1] - acc["cnn8-fp32"][1])
     assert s["gains"]["precision_identity"]["cnn8-bf16"]["delta"] == pytest.approx(acc["cnn8-bf16"][0] - acc["cnn8-fp32"][0])
     assert "precision: cnn8-bf16 vs cnn8-fp32 (float32), identity view" in combine(root, write=False).markdown
+
+
+def test_a_distilled_student_is_compared_with_its_twin_trained_alone(tmp_path):
+    from ensemble import results
+
+    root = make_runs(tmp_path / "a", ["baseline", "baseline-student", "student-t2", "baseline-cw"])
+    cfg = {"epochs": 80, "seed": 0}  # the twin was saved before --precision and --teacher existed
+    configs = {"baseline": cfg, "baseline-cw": cfg,
+               "baseline-student": {**cfg, "precision": "float32", "teacher": ["release"],
+                                    "distill_temperature": 4.0, "distill_alpha": 0.5},
+               "student-t2": {**cfg, "precision": "float32", "teacher": ["release"], "distill_temperature": 2.0,
+                              "distill_alpha": 0.5}}
+    for name, config in configs.items():
+        info = {"member": "baseline", "class_weights": name == "baseline-cw", "config": config, "metrics": {}}
+        (root / name / "run.json").write_text(json.dumps(info))
+    result = combine(root, write=False)
+    gains = result.summary["gains"]
+    assert sorted(gains["distillation"]) == ["baseline-student", "student-t2"] and not gains["precision"]
+    assert {g["b"] for g in gains["distillation"].values()} == {"baseline"}  # not the class-weighted run
+    runs = {n: _load(root / n) for n in ("baseline", "baseline-student")}
+    yt = runs["baseline"]["test_labels"]
+    acc = {n: (np.mean(r["test_probs"][0].argmax(1) == yt), np.mean(r["test_probs"].mean(0).argmax(1) == yt))
+           for n, r in runs.items()}
+    g, g0 = gains["distillation"]["baseline-student"], gains["distillation_identity"]["baseline-student"]
+    assert g["delta"] == pytest.approx(acc["baseline-student"][1] - acc["baseline"][1])
+    assert g0["delta"] == pytest.approx(acc["baseline-student"][0] - acc["baseline"][0])
+    assert "distillation: baseline-student vs baseline (trained alone), with TTA" in result.markdown
+    assert results.gain_of("distillation, `baseline-student`", result.summary) is g
+    assert results.gain_of("distillation without TTA, `baseline-student`", result.summary) is g0

@@ -122,6 +122,39 @@ def test_release_is_the_best_on_publictest_within_the_budget(tmp_path):
         release.record_release(root, {**best, "fits": False}, art, force=True)
 
 
+def test_the_fast_model_must_beat_the_release_on_publictest_and_survives_a_new_release(tmp_path, capsys):
+    art = _fake_runs(tmp_path / "art", names=("a", "b", "student"))
+    root = tmp_path / "zoo"
+    for n in ("a", "b", "student"):
+        zoo.add_run(art / n, root, commit="c")
+    rows = release.candidates(root, ["a", "b"], {"a": 1.0, "b": 1.0}, budget_mb=50)
+    release.record_release(root, next(r for r in rows if r["fits"]), art)
+    assert zoo.fast_member(root) is None
+    manifest = zoo.read_manifest(root)
+    best = max(manifest["release"]["runs"], key=lambda r: manifest["runs"][r]["val_acc_tta"])
+    for score, refused in ((manifest["runs"][best]["val_acc_tta"], True), (1.0, False)):
+        manifest["runs"]["student"]["val_acc_tta"] = score  # the student's PublicTest figure, set for the test
+        zoo.write_manifest(root, manifest)
+        if refused:
+            assert zoo.main(["--zoo", str(root), "fast", "student", "--models-from", str(art)]) == 1
+            assert f"does not beat {best}" in capsys.readouterr().err
+    assert zoo.main(["--zoo", str(root), "fast", "student", "--models-from", str(art)]) == 0
+    assert "fast model: student" in capsys.readouterr().out
+    member, entry = zoo.fast_member(root)
+    assert member.name == "student" and member.model_path == root / "models" / "student.keras"
+    assert entry["command"] == "python -m ensemble.combine zoo/runs --runs student --tta all"
+    assert zoo.verify(root) == [] and "fast model" in zoo.format_list(root)
+    release.record_release(root, {"runs": ["a"], "weights": {"a": 1.0}, "select": "all", "val_acc_tta": 1.0,
+                                  "model_mb": 1.0, "fits": True}, art, force=True)
+    assert zoo.verify(root) == [] and zoo.fast_member(root)[0].name == "student"
+    assert not (root / "models" / "b.keras").exists()
+    with pytest.raises(zoo.ZooError, match="no run 'nobody' in the zoo"):
+        release.record_fast(root, "nobody", art)
+    (root / "models" / "student.keras").write_bytes(b"altered")
+    with pytest.raises(zoo.ZooError, match="student.keras: sha256 or size differs"):
+        zoo.fast_member(root)
+
+
 def test_no_release_is_a_clear_error(fake_zoo):
     root, _ = fake_zoo
     with pytest.raises(zoo.ZooError, match="has no release ensemble"):
@@ -193,6 +226,25 @@ def test_an_altered_release_model_is_refused_by_name(tiny_zoo, tmp_path, monkeyp
     assert predict.main([str(photo)]) == 2
     err = capsys.readouterr().err
     assert f"{model.name}: sha256 or size differs" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_fast_uses_the_zoos_fast_model_when_it_has_one(tiny_zoo, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from members import predict
+
+    root = tmp_path / "zoo"
+    shutil.copytree(tiny_zoo["zoo"], root)
+    monkeypatch.setenv("FER_ZOO", str(root))
+    photo = tmp_path / "blank.png"
+    cv2.imwrite(str(photo), np.full((60, 60, 3), 128, np.uint8))
+    assert predict.main([str(photo), "--fast"]) == 0
+    assert "the best single run of the zoo's release ensemble" in capsys.readouterr().out
+    name = tiny_zoo["runs"][0].name
+    release.record_fast(root, name, tiny_zoo["artifacts"], force=True)
+    assert predict.main([str(photo), "--fast"]) == 0
+    assert f"the zoo's fast model {name}" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -59,14 +59,25 @@ def photo_only_check(args: argparse.Namespace) -> None:
 
 
 def fast_selection(selection):
-    """The best single run of a ``RunSelection`` by PublicTest accuracy (identity view), as a RunSelection.
+    """One model for ``--fast``, as a RunSelection: the zoo's fast model, else the best single run.
 
-    The zoo release's TTA mode is kept; the weights become the single run's 1.
+    For the zoo's release (``selection.tta`` set) a fast model recorded in the zoo (``python -m
+    ensemble.zoo fast``, e.g. a distilled student) wins. Otherwise the best single run of the
+    selection by PublicTest accuracy (identity view); the zoo release's TTA mode is kept and the
+    weights become the single run's 1.
     """
     import numpy as np
 
     from ensemble.artifacts import read_predictions
+    from ensemble.zoo import fast_member
     from members.evaluate import RunSelection
+
+    fast = fast_member() if selection.tta else None
+    if fast is not None:
+        member, entry = fast
+        return RunSelection([member.run_dir], [member.model_path], None, entry["tta"],
+                            f"the zoo's fast model {member.name} (PublicTest {100 * entry['val_acc_tta']:.2f} % "
+                            f"with TTA {entry['tta']})")
 
     scores = []
     for run_dir in selection.run_dirs:
