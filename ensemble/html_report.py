@@ -191,7 +191,7 @@ def build_page(summary: dict, arrays: dict, evals: dict | None = None, command: 
     scores = {**runs, "ensemble": ens}
     ci = accuracy_intervals(arrays["correct"], st["bootstrap_resamples"], st["bootstrap_seed"])
     lap("intervals")
-    body = [f"<h1>FER2013 ensemble report</h1>",
+    body = ["<h1>FER2013 ensemble report</h1>",
             f'<p>{len(runs)} run(s) from <code>{html.escape(summary["artifacts_dir"])}</code>; PublicTest '
             f'{summary["n_val"]} images, PrivateTest {summary["n_test"]} images; TTA <code>{st["tta"]}</code>, '
             f'{st["voting"]} voting, selection <code>{st["select"]}</code>; best single run (chosen on PublicTest): '

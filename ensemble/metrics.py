@@ -165,7 +165,6 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     conf = probs.max(axis=1).astype(np.float64)
     correct = (predictions(probs) == labels).astype(np.float64)
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
     gap = np.bincount(bins, weights=correct, minlength=n_bins) - np.bincount(bins, weights=conf, minlength=n_bins)
     return float(np.abs(gap).sum() / labels.size)
 
