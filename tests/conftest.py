@@ -37,15 +37,12 @@ QUICK_ENV = {"QUICK_LIMIT": "24"}
 
 @pytest.fixture(scope="session")
 def local_quick_grid(tmp_path_factory, real_data_path):
-    """``./run_all.sh --quick --jobs 2`` on the real data, run once per session: ``(output folder, its result)``.
-
-    Two runs at a time (the parallel local path; on two cores it overlaps each run's start-up with
-    the other's training)."""
+    """``./run_all.sh --quick`` on the real data, run once per session: ``(output folder, its result)``."""
     import subprocess
 
     out = tmp_path_factory.mktemp("quick") / "quick"
-    res = subprocess.run(["bash", str(REPO_ROOT / "run_all.sh"), "--quick", "--jobs", "2", "--data",
-                          str(real_data_path), "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
+    res = subprocess.run(["bash", str(REPO_ROOT / "run_all.sh"), "--quick", "--data", str(real_data_path),
+                          "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
                          env={**os.environ, **QUICK_ENV, "FER2013_CACHE": str(tmp_path_factory.mktemp("quick_cache"))})
     return out, res
 
