@@ -450,13 +450,8 @@ def _twin_pairs(runs: Sequence[RunPredictions], is_variant, differ: Sequence[str
         return None if cfg is None else (run.info.get("member"), bool(run.info.get("class_weights")),
                                          repr(sorted(rest.items(), key=lambda kv: kv[0])))
 
-    pairs = []
-    for a in runs:
-        if key(a) is None or not is_variant(_config(a)):
-            continue
-        pairs += [(a.name, b.name) for b in runs
-                  if b is not a and key(b) == key(a) and not is_variant(_config(b))]
-    return pairs
+    keyed = [(run.name, key(run), is_variant(_config(run))) for run in runs if _config(run) is not None]
+    return [(a, b) for a, ka, va in keyed if va for b, kb, vb in keyed if not vb and kb == ka]
 
 
 def precision_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:

@@ -84,6 +84,16 @@ def combine_command(zoo_runs: str, release: dict) -> str:
     return cmd
 
 
+def _copy_model(root: Path, name: str, src: Path) -> str:
+    """Copy a run's model file to ``models/<name>.keras`` in the zoo (temporary name, then rename); its path."""
+    rel = f"models/{name}{MODEL_SUFFIX}"
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    tmp = root / "models" / f".{name}.tmp"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, root / rel)
+    return rel
+
+
 def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | os.PathLike,
                    force: bool = False, tta: str = TTA_MODE) -> dict:
     """Copy the chosen runs' models into ``ZOO/models/`` and record the release in the manifest.
@@ -131,11 +141,7 @@ def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | 
     models = {}
     (root / "models").mkdir(parents=True, exist_ok=True)
     for name, src in sources.items():
-        rel = f"models/{name}{MODEL_SUFFIX}"
-        tmp = root / "models" / f".{name}.tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, root / rel)
-        models[name] = rel
+        models[name] = rel = _copy_model(root, name, src)
         manifest["files"][rel] = file_entry(root, rel)
     release = {"runs": names, "weights": {n: choice["weights"][n] for n in names}, "select": choice["select"],
                "tta": tta, "models": models,
@@ -189,10 +195,7 @@ def record_fast(zoo_dir: str | os.PathLike, run: str, models_from: str | os.Path
     total = (sum(e["size"] for e in kept.values()) + src.stat().st_size) / 1e6
     if total > ZOO_BUDGET_MB:
         raise ZooError(f"{root}: with {src} the zoo would take {total:.1f} MB, over its {ZOO_BUDGET_MB:g} MB budget")
-    (root / "models").mkdir(parents=True, exist_ok=True)
-    tmp = root / "models" / f".{run}.tmp"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, root / rel)
+    _copy_model(root, run, src)
     for r in dropped:
         (root / r).unlink(missing_ok=True)
     manifest["files"] = kept

@@ -250,6 +250,14 @@ class ReleaseMember:
     weight: float
 
 
+def _verified_member(root: Path, name: str, model_rel: str, weight: float) -> ReleaseMember:
+    """A zoo run with its model file, each file checked against the manifest first."""
+    run_dir, model = root / "runs" / name, root / model_rel
+    for path in (run_dir / RUN_FILE, run_dir / PREDICTIONS_FILE, model):
+        verify_file(path, root)
+    return ReleaseMember(name, run_dir, model, weight)
+
+
 def release_members(zoo_dir: str | os.PathLike | None = None) -> tuple[list[ReleaseMember], dict]:
     """The verified release ensemble of a zoo: its members and the manifest's release entry.
 
@@ -260,12 +268,8 @@ def release_members(zoo_dir: str | os.PathLike | None = None) -> tuple[list[Rele
     release = read_manifest(root).get("release")
     if not release:
         raise ZooError(f"{root / MANIFEST}: the zoo has no release ensemble (python -m ensemble.zoo release)")
-    members = []
-    for name in release["runs"]:
-        run_dir, model = root / "runs" / name, root / release["models"][name]
-        for path in (run_dir / RUN_FILE, run_dir / PREDICTIONS_FILE, model):
-            verify_file(path, root)
-        members.append(ReleaseMember(name, run_dir, model, float(release["weights"][name])))
+    members = [_verified_member(root, name, release["models"][name], float(release["weights"][name]))
+               for name in release["runs"]]
     return members, release
 
 
@@ -279,10 +283,7 @@ def fast_member(zoo_dir: str | os.PathLike | None = None) -> tuple[ReleaseMember
     fast = read_manifest(root).get("fast")
     if not fast:
         return None
-    run_dir, model = root / "runs" / fast["run"], root / fast["model"]
-    for path in (run_dir / RUN_FILE, run_dir / PREDICTIONS_FILE, model):
-        verify_file(path, root)
-    return ReleaseMember(fast["run"], run_dir, model, 1.0), fast
+    return _verified_member(root, fast["run"], fast["model"], 1.0), fast
 
 
 def _pct(x: float | None) -> str:
