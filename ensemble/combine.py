@@ -322,7 +322,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
             **_prefixed(scored["ensemble"], "test_"),
         },
         "gains": {"ensemble": None, "ensemble_tta": None, "tta": {}, "class_weights": {}, "precision": {},
-                  "precision_identity": {}, "distillation": {}, "distillation_identity": {}},
+                  "precision_identity": {}, "distillation": {}, "distillation_identity": {},
+                  "distill_targets": {}, "distill_targets_identity": {}},
         "comparison_table": table_rows,
         "skipped": skipped,
         "notes": notes,
@@ -420,16 +421,20 @@ def _gain_pairs(names, val_scores, table_rows, tta, notes, loaded=()) -> tuple[l
     for student, twin in distillation_pairs(loaded):
         pairs += [(f"distillation.{student}", student, twin, True),
                   (f"distillation_identity.{student}", student, twin, "identity")]
+    for augmented, clean in distill_target_pairs(loaded):
+        pairs += [(f"distill_targets.{augmented}", augmented, clean, True),
+                  (f"distill_targets_identity.{augmented}", augmented, clean, "identity")]
     return pairs, best_single
 
 
-DISTILL_KEYS = ("teacher", "distill_temperature", "distill_alpha")
+DISTILL_KEYS = ("teacher", "distill_temperature", "distill_alpha", "distill_targets")
 
 
 def _config(run: RunPredictions) -> dict | None:
     """A run's resolved config from run.json, made comparable across project versions.
 
-    Runs saved before ``precision`` existed trained in float32; a run without a teacher drops the
+    Runs saved before ``precision`` existed trained in float32; a student saved before
+    ``distill_targets`` existed used the cached clean targets; a run without a teacher drops the
     distillation options (unused, and absent from runs saved before them). None when run.json has no
     config.
     """
@@ -437,7 +442,9 @@ def _config(run: RunPredictions) -> dict | None:
     if not isinstance(cfg, dict):
         return None
     cfg = {**cfg, "precision": cfg.get("precision") or "float32"}
-    if not cfg.get("teacher"):
+    if cfg.get("teacher"):
+        cfg.setdefault("distill_targets", "clean")  # the only kind before the option
+    else:
         cfg = {k: v for k, v in cfg.items() if k not in DISTILL_KEYS}
     return cfg
 
@@ -470,6 +477,16 @@ def distillation_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
     trained alone on the hard labels.
     """
     return _twin_pairs(runs, lambda cfg: bool(cfg.get("teacher")), DISTILL_KEYS)
+
+
+def distill_target_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(augmented-target student, clean-target student) pairs: same member, config and teachers.
+
+    Their gains test whether the teacher looking at the student's augmented batch
+    (``--distill-targets augmented``) beats its cached TTA average on the clean face.
+    """
+    students = [r for r in runs if (_config(r) or {}).get("teacher")]
+    return _twin_pairs(students, lambda cfg: cfg["distill_targets"] == "augmented", ("distill_targets",))
 
 
 def _place_gains(target: dict, gains: dict) -> None:

@@ -230,6 +230,7 @@ def build_page(summary: dict, arrays: dict, evals: dict | None = None, command: 
     items += [(f"class weights: {m}", g) for m, g in gains.get("class_weights", {}).items()]
     items += [(f"precision: {n} vs {g['b']}", g) for n, g in gains.get("precision", {}).items()]
     items += [(f"distillation: {n} vs {g['b']}", g) for n, g in gains.get("distillation", {}).items()]
+    items += [(f"distillation targets: {n} vs {g['b']}", g) for n, g in gains.get("distill_targets", {}).items()]
     body.append("<h2>Gains (a − b, PrivateTest)</h2>")
     if items:
         body.append(_table(["Comparison", "Δ points", "95 % interval", "McNemar p", "only a right", "only b right"],

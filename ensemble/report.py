@@ -188,7 +188,7 @@ def _gain_row(label: str, gain: dict | None) -> list[str]:
 def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequence[dict] = ()) -> str:
     """The gains table: ensemble over the best single run, TTA per classifier, class weighting per member,
     reduced precision against float32 (runs whose configs differ only in ``precision``) and a distilled
-    student against its twin trained alone."""
+    student against its twin trained alone (and a student with augmented targets against one with clean)."""
     rows = []
     if gains.get("ensemble"):
         rows.append(_gain_row(f"ensemble vs best single run ({best_single}, chosen on PublicTest)", gains["ensemble"]))
@@ -209,6 +209,12 @@ def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequen
         plain = gains.get("distillation_identity", {}).get(run)
         if plain:
             rows.append(_gain_row(f"distillation: {run} vs {plain['b']} (trained alone), identity view", plain))
+    for run, g in gains.get("distill_targets", {}).items():
+        rows.append(_gain_row(f"distillation targets: {run} (augmented) vs {g['b']} (clean), with TTA", g))
+        plain = gains.get("distill_targets_identity", {}).get(run)
+        if plain:
+            rows.append(_gain_row(f"distillation targets: {run} (augmented) vs {plain['b']} (clean), identity view",
+                                  plain))
     if not rows:
         return "No gains computed (see the notes)."
     headers = ["Comparison (a vs b)", "Δ accuracy, points", "95% CI", "McNemar p", "only a right", "only b right"]

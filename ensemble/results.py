@@ -14,8 +14,9 @@ their headers:
 * gain tables (a ``points`` column): the first cell names the gain: ``TTA, `RUN` `` (a run's TTA gain),
   ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``precision, `RUN` `` / ``precision without TTA,
   `RUN` `` (a bfloat16 or float16 run against its float32 twin), ``distillation, `RUN` `` /
-  ``distillation without TTA, `RUN` `` (a student against its twin trained alone) or ``ensemble vs best
-  single run``; checked
+  ``distillation without TTA, `RUN` `` (a student against its twin trained alone),
+  ``distillation targets, `RUN` `` / ``distillation targets without TTA, `RUN` `` (a student with
+  augmented targets against its twin with clean ones) or ``ensemble vs best single run``; checked
   columns ``points`` (``+1.67``), ``95 % CI`` (``[+0.78, +2.59]``) and ``McNemar p``.
 
 Other columns (wall time, paper figure) are left alone, bold marks are ignored, and tables whose
@@ -133,6 +134,10 @@ def gain_of(label: str, summary: dict) -> dict:
         found = gains.get("precision_identity", {}).get(names[0])
     elif lowered.startswith("precision") and names:
         found = gains.get("precision", {}).get(names[0])
+    elif lowered.startswith("distillation targets without tta") and names:
+        found = gains.get("distill_targets_identity", {}).get(names[0])
+    elif lowered.startswith("distillation targets") and names:
+        found = gains.get("distill_targets", {}).get(names[0])
     elif lowered.startswith("distillation without tta") and names:
         found = gains.get("distillation_identity", {}).get(names[0])
     elif lowered.startswith("distillation") and names:
@@ -140,7 +145,8 @@ def gain_of(label: str, summary: dict) -> dict:
     else:
         raise ValueError(f"gain row {label!r}: say 'TTA, `RUN`', 'TTA, ensemble', 'class weighting, `MEMBER`', "
                          f"'precision, `RUN`', 'precision without TTA, `RUN`', 'distillation, `RUN`', "
-                         f"'distillation without TTA, `RUN`' or 'ensemble vs best single run'")
+                         f"'distillation without TTA, `RUN`', 'distillation targets, `RUN`', "
+                         f"'distillation targets without TTA, `RUN`' or 'ensemble vs best single run'")
     if not found:
         raise ValueError(f"gain row {label!r}: the aggregator computed no such gain")
     return found

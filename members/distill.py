@@ -9,9 +9,16 @@ and then over teachers (release weights for ``release``, equal weights otherwise
 and cached in the student's run folder (``teacher_targets.npz``, keyed by the teachers' model
 digests, views and the data); a resumed or restarted run reuses them.
 
-The teacher sees the un-augmented face (its TTA average), not the student's augmented batch: the
-targets are computed once instead of one teacher forward pass per student step (the teachers here
-cost about as much per image as the student), and TTA makes them better calibrated than one view.
+Where the teacher looks (``--distill-targets``):
+
+- ``clean`` (default): the teachers' TTA average on the un-augmented face, computed once; every
+  augmented copy of a face is pulled towards that one target.
+- ``augmented``: the teachers' output (identity view) on the very batch the student sees after its
+  augmentation, one teacher forward pass per student step (``teacher_function``); the target follows
+  the shifted, rotated or cropped face. Slower: the teachers here cost about as much per image as the
+  student.
+
+docs/experiments.md (2026-12-03, the two targets compared) has the measurement behind the default.
 The loss is ``members.losses.DistillationLoss``.
 """
 
@@ -31,6 +38,7 @@ from ensemble.artifacts import NUM_CLASSES, atomic_savez
 
 TARGETS_FILE = "teacher_targets.npz"
 RELEASE = "release"
+DISTILL_TARGETS = ("clean", "augmented")
 
 
 class TeacherError(ValueError):
@@ -164,3 +172,38 @@ def teacher_targets(teachers: Sequence[Teacher], x: np.ndarray, ids: np.ndarray,
     probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
     atomic_savez(path, probs=probs, ids=np.asarray(ids), key=np.array(json.dumps(key)))
     return probs, key
+
+
+def teacher_function(teachers: Sequence[Teacher]):
+    """The teacher ensemble as one function of a float batch of augmented raw faces: (B, H, W[, C]) -> (B, 7).
+
+    Each teacher applies its own preprocessing and, for a ``scores`` member, its softmax with its
+    fitted temperature; the probabilities are averaged with the teachers' weights. Written in
+    ``keras.ops`` so that it runs inside the ``tf.data`` pipeline on TensorFlow and on numpy batches
+    on JAX and PyTorch (``members.pipeline.make_dataset(teacher=...)``).
+    """
+    import keras
+
+    from members.inference import load_run
+
+    total = sum(t.weight for t in teachers)
+    parts = []
+    for teacher in teachers:
+        predictor = load_run(teacher.run_dir, teacher.model_path)
+        predictor.model.trainable = False
+        parts.append((predictor, teacher.weight / total))
+
+    def forward(xb):
+        ops = keras.ops
+        mixed = None
+        for predictor, weight in parts:
+            x = predictor.preprocess(xb) if predictor.preprocess is not None else xb
+            out = ops.cast(predictor.model(x, training=False), "float32")
+            if predictor.output == "scores":
+                out = ops.softmax(out / float(predictor.temperature), axis=-1)
+            else:
+                out = out / ops.sum(out, axis=-1, keepdims=True)
+            mixed = weight * out if mixed is None else mixed + weight * out
+        return mixed
+
+    return forward

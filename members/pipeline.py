@@ -106,6 +106,7 @@ def make_dataset(
     seed: int = 0,
     augmentation: keras.Sequential | None = None,
     soft_targets: np.ndarray | None = None,
+    teacher: Callable[[Any], Any] | None = None,
     replicas: int = 1,
 ):
     """Batches of raw uint8 faces for ``fit``: ``tf.data`` on TensorFlow, ``FaceBatches`` elsewhere.
@@ -124,6 +125,9 @@ def make_dataset(
         augmentation: a prebuilt augmentation model to share between data sets.
         soft_targets: a teacher's probabilities (N, 7); each label then travels as the float row
             ``[y, q_0, ..., q_6]`` that ``members.losses.DistillationLoss`` reads.
+        teacher: instead of ``soft_targets``, a function of the augmented float batch (before
+            ``preprocess``) giving the teachers' probabilities (``members.distill.teacher_function``);
+            each batch's labels become the same ``[y, q_0, ..., q_6]`` rows.
         replicas: devices a batch is split over (``--strategy mirrored``). JAX shards every batch
             evenly, so ``FaceBatches`` trims the last batch to a multiple of ``replicas`` (at most
             ``replicas - 1`` faces a pass; training reshuffles, so different ones each epoch);
@@ -144,6 +148,8 @@ def make_dataset(
     if class_weights is not None:
         table = np.asarray([float(class_weights.get(c, 1.0)) for c in range(7)], dtype=np.float32)
         weights = table[y]
+    if soft_targets is not None and teacher is not None:
+        raise ValueError("give soft_targets or teacher, not both. Received: both")
     if soft_targets is not None:
         soft_targets = np.asarray(soft_targets, dtype=np.float32)
         if soft_targets.shape != (len(y), 7):
@@ -155,12 +161,19 @@ def make_dataset(
         augmentation = None
     if backend.uses_tf_data():
         return _tf_dataset(x, y, weights, batch_size=batch_size, preprocess=preprocess, training=training,
-                           augmentation=augmentation, seed=seed)
+                           augmentation=augmentation, seed=seed, teacher=teacher)
     return FaceBatches(x, y, weights, batch_size=batch_size, preprocess=preprocess, training=training,
-                       augmentation=augmentation, seed=seed, multiple=replicas)
+                       augmentation=augmentation, seed=seed, multiple=replicas, teacher=teacher)
 
 
-def _tf_dataset(x, y, weights, *, batch_size, preprocess, training, augmentation, seed):
+def with_teacher_targets(xb, yb, teacher):
+    """Labels ``yb`` (B,) packed with the teacher's probabilities on the float batch ``xb``: (B, 8) float32."""
+    ops = keras.ops
+    q = ops.cast(teacher(xb), "float32")
+    return ops.concatenate([ops.reshape(ops.cast(yb, "float32"), (-1, 1)), q], axis=1)
+
+
+def _tf_dataset(x, y, weights, *, batch_size, preprocess, training, augmentation, seed, teacher=None):
     """The ``tf.data`` pipeline of ``make_dataset`` (TensorFlow backend only)."""
     import tensorflow as tf
 
@@ -174,11 +187,14 @@ def _tf_dataset(x, y, weights, *, batch_size, preprocess, training, augmentation
         xb = to_float_batch(xb)
         if augmentation is not None:
             xb = augmentation(xb, training=True)
+        if teacher is not None:
+            rest = (with_teacher_targets(xb, rest[0], teacher), *rest[1:])
         if preprocess is not None:
             xb = preprocess(xb)
         return (xb, *rest)
 
-    ds = ds.map(transform, num_parallel_calls=None if augmentation is not None else tf.data.AUTOTUNE)
+    sequential = augmentation is not None or teacher is not None  # seeded random stream; one teacher call at a time
+    ds = ds.map(transform, num_parallel_calls=None if sequential else tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -201,14 +217,17 @@ class FaceBatches(keras.utils.PyDataset):
         seed: the shuffle seed.
         multiple: every batch holds a multiple of this many faces (the last one is trimmed, or
             dropped when smaller); 1 keeps every face.
+        teacher: a function of the augmented float batch giving the teachers' probabilities, or
+            None; when given, int labels become ``[y, q_0, ..., q_6]`` rows (``make_dataset``).
     """
 
     def __init__(self, x, y, weights=None, *, batch_size: int, preprocess=None, training: bool = False,
-                 augmentation=None, seed: int = 0, multiple: int = 1):
+                 augmentation=None, seed: int = 0, multiple: int = 1, teacher=None):
         super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y, self.weights = x, y, weights
         self.batch_size, self.preprocess, self.augmentation = int(batch_size), preprocess, augmentation
         self.training = bool(training)
+        self.teacher = teacher
         self.multiple = max(1, int(multiple))
         if self.batch_size % self.multiple:
             raise ValueError(f"batch_size must be a multiple of {self.multiple} replicas. "
@@ -235,11 +254,14 @@ class FaceBatches(keras.utils.PyDataset):
         xb = to_float_batch(self.x[rows])
         if self.augmentation is not None:
             xb = self.augmentation(xb, training=True)
+        yb = self.y[rows]
+        if self.teacher is not None:
+            yb = with_teacher_targets(xb, yb, self.teacher)
         if self.preprocess is not None:
             xb = self.preprocess(xb)
         if self.weights is None:
-            return xb, self.y[rows]
-        return xb, self.y[rows], self.weights[rows]
+            return xb, yb
+        return xb, yb, self.weights[rows]
 
     def on_epoch_end(self) -> None:
         """Draw the next epoch's order (training only)."""

@@ -40,6 +40,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "teacher": None,  # --teacher: run names of a teacher ensemble (members.distill); None: no distillation
     "distill_temperature": 4.0,
     "distill_alpha": 0.5,
+    "distill_targets": "clean",  # clean: cached TTA targets on un-augmented faces; augmented: per batch
 }
 # Common hyper-parameters added after runs were saved without them, with the value those runs were
 # made with where it differs from today's default (a member option says its own with ``legacy``).

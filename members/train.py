@@ -38,7 +38,8 @@ from members.data import DataError, class_weights, load_dataset, resolve_data_pa
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
 from members.distribute import (STRATEGIES, check_strategy, even_batch, replicas_in_sync, strategy_scope,
                                 synchronize_batch_norm)
-from members.distill import TeacherError, parse_teachers, resolve_teachers, teacher_targets
+from members.distill import (DISTILL_TARGETS, TeacherError, file_digest, parse_teachers, resolve_teachers,
+                             teacher_function, teacher_targets)
 from members.losses import DistillationLoss, LabelAccuracy, check_distillation, crossentropy
 from members.pipeline import make_dataset
 from members.registry import PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members, get_member
@@ -91,6 +92,9 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
              "TTA-averaged probabilities on Training become soft targets, cached in the run folder")
     add("--distill-temperature", type=float, help="softmax temperature of the distillation term (default 4)")
     add("--distill-alpha", type=float, help="weight of the hard labels, 1 - that of the soft targets (default 0.5)")
+    add("--distill-targets", choices=DISTILL_TARGETS,
+        help="clean (default): the teachers' TTA average on each un-augmented face, computed once and cached; "
+             "augmented: the teachers' output on the student's augmented batch, every step (slower)")
     add("--out", default="artifacts", help="output folder (default: artifacts/)")
     add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
     add("--tta-views", default="default",
@@ -129,7 +133,7 @@ def _add_member_option(group, opt: MemberOption) -> None:
 
 COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
                "augmentation", "patience", "lr_patience", "label_smoothing", "monitor", "precision",
-               "teacher", "distill_temperature", "distill_alpha")
+               "teacher", "distill_temperature", "distill_alpha", "distill_targets")
 
 
 def parse_tta_views(text: str) -> list[str]:
@@ -168,6 +172,9 @@ def _check_positive(cfg: dict) -> None:
     check_precision(cfg["precision"])
     if cfg.get("teacher") is not None:
         check_distillation(cfg["distill_temperature"], cfg["distill_alpha"])
+    if cfg.get("distill_targets", "clean") not in DISTILL_TARGETS:
+        raise MemberError(f"--distill-targets must be one of {list(DISTILL_TARGETS)}. "
+                          f"Received: distill_targets={cfg['distill_targets']!r}")
 
 
 def check_distillation_member(spec: MemberSpec, cfg: dict) -> None:
@@ -348,10 +355,11 @@ def compile_member(spec: MemberSpec, cfg: dict) -> keras.Model:
 
 
 def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks=(),
-               soft_targets=None):
+               soft_targets=None, teacher=None):
     """Run (or continue) every training phase; returns the final resume state.
 
     ``soft_targets``: the teachers' probabilities on Training (``members.distill``), or None.
+    ``teacher``: the teachers as a function of the augmented batch (``--distill-targets augmented``), or None.
     """
     phases = spec.training_phases(cfg)
     epoch, phase_idx = int(state.get("epoch", 0)), int(state.get("phase", 0))
@@ -380,7 +388,7 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
         train_ds = make_dataset(data.train.x, data.train.y, batch_size=int(cfg["batch_size"]), preprocess=preprocess,
                                 training=True, augment=phase.augment, class_weights=weights,
                                 seed=int(cfg["seed"]) + epoch, augmentation=augmentation,
-                                soft_targets=soft_targets, replicas=replicas)
+                                soft_targets=soft_targets, teacher=teacher, replicas=replicas)
         val_ds = make_dataset(data.val.x, data.val.y, preprocess=preprocess, replicas=replicas,
                               batch_size=even_batch(len(data.val.y), max(256, int(cfg["batch_size"])), replicas))
         stateful, callbacks = {}, [keras.callbacks.TerminateOnNaN()]
@@ -537,11 +545,11 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         state = {**_read_state(run_dir), "finished_early": True}
         print(f"{run_dir}: finishing after epoch {state.get('epoch')} without further training "
               f"(best {cfg['monitor']} {state.get('best')} at epoch {state.get('best_epoch')})", flush=True)
-        _, distillation = distillation_targets(cfg, out, data, run_dir)
+        _, _, distillation = distillation_targets(cfg, out, data, run_dir)
         write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit,
                       {"distillation": distillation})
         return run_dir
-    soft_targets, distillation = distillation_targets(cfg, out, data, run_dir)
+    soft_targets, teacher, distillation = distillation_targets(cfg, out, data, run_dir)
     preprocess = spec.preprocess(cfg, stats) if spec.preprocess else None
     with strategy_scope(strategy) as dist:
         model = compile_member(spec, cfg)
@@ -559,7 +567,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
               f"{model.count_params():,} parameters, run folder {run_dir}"
               + (f", {replicas} replicas (global batch {cfg['batch_size']})" if replicas > 1 else ""), flush=True)
         state = fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verbose, extra_callbacks,
-                           soft_targets)
+                           soft_targets, teacher)
     if not (run_dir / BEST_WEIGHTS).exists():
         raise RuntimeError(f"{run_dir}: no checkpoint was saved (training diverged in its first epoch?)")
     write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit,
@@ -567,18 +575,31 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     return run_dir
 
 
-def distillation_targets(cfg: dict, out, data, run_dir: Path) -> tuple[np.ndarray | None, dict | None]:
-    """``(soft_targets, run.json entry)`` of a ``--teacher`` run (``members.distill``); ``(None, None)`` otherwise."""
+def distillation_targets(cfg: dict, out, data, run_dir: Path):
+    """``(soft_targets, teacher, run.json entry)`` of a ``--teacher`` run (``members.distill``).
+
+    ``--distill-targets clean`` gives the cached probabilities (N, 7) and no teacher function;
+    ``augmented`` gives no array and the teachers as a function of the augmented batch. A run
+    without ``--teacher`` gives ``(None, None, None)``.
+    """
     if cfg.get("teacher") is None:
-        return None, None
+        return None, None, None
     teachers = resolve_teachers(cfg["teacher"], out)
+    common = {"temperature": float(cfg["distill_temperature"]), "alpha": float(cfg["distill_alpha"])}
+    names = ", ".join(t.name for t in teachers)
+    if cfg.get("distill_targets", "clean") == "augmented":
+        info = {"teachers": [{"name": t.name, "model_sha256": file_digest(t.model_path), "weight": t.weight,
+                              "views": ["identity"]} for t in teachers], **common,
+                "targets": "identity view on the student's augmented batch"}
+        print(f"distilling from {names} (T={info['temperature']:g}, alpha={info['alpha']:g}) on each augmented "
+              f"batch", flush=True)
+        return None, teacher_function(teachers), info
     targets, key = teacher_targets(teachers, data.train.x, data.train.ids, data.fingerprint, run_dir)
-    info = {"teachers": key["teachers"], "temperature": float(cfg["distill_temperature"]),
-            "alpha": float(cfg["distill_alpha"]), "targets": "TTA average on un-augmented faces",
+    info = {"teachers": key["teachers"], **common, "targets": "TTA average on un-augmented faces",
             "teacher_train_acc": accuracy(targets, data.train.y)}
-    print(f"distilling from {', '.join(t.name for t in teachers)} (T={info['temperature']:g}, "
-          f"alpha={info['alpha']:g}); the teachers' accuracy on Training {info['teacher_train_acc']:.4f}", flush=True)
-    return targets, info
+    print(f"distilling from {names} (T={info['temperature']:g}, alpha={info['alpha']:g}); the teachers' accuracy "
+          f"on Training {info['teacher_train_acc']:.4f}", flush=True)
+    return targets, None, info
 
 
 def write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit=None,

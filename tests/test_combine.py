@@ -378,3 +378,32 @@ def test_a_distilled_student_is_compared_with_its_twin_trained_alone(tmp_path):
     assert "distillation: baseline-student vs baseline (trained alone), with TTA" in result.markdown
     assert results.gain_of("distillation, `baseline-student`", result.summary) is g
     assert results.gain_of("distillation without TTA, `baseline-student`", result.summary) is g0
+
+
+def test_a_student_with_augmented_targets_is_compared_with_its_clean_target_twin(tmp_path):
+    from ensemble import results
+
+    root = make_runs(tmp_path / "a", ["baseline", "student", "student-aug", "student-aug-t2"])
+    cfg = {"epochs": 80, "seed": 0, "precision": "float32"}
+    distil = {"teacher": ["release"], "distill_temperature": 4.0, "distill_alpha": 0.5}
+    configs = {"baseline": cfg,
+               "student": {**cfg, **distil},  # saved before --distill-targets: clean targets
+               "student-aug": {**cfg, **distil, "distill_targets": "augmented"},
+               "student-aug-t2": {**cfg, **distil, "distill_temperature": 2.0, "distill_targets": "augmented"}}
+    for name, config in configs.items():
+        info = {"member": "baseline", "class_weights": False, "config": config, "metrics": {}}
+        (root / name / "run.json").write_text(json.dumps(info))
+    result = combine(root, write=False)
+    gains = result.summary["gains"]
+    assert list(gains["distill_targets"]) == ["student-aug"]  # the T=2 student has no clean twin
+    assert gains["distill_targets"]["student-aug"]["b"] == "student"
+    assert sorted(gains["distillation"]) == ["student", "student-aug", "student-aug-t2"]
+    runs = {n: _load(root / n) for n in ("student", "student-aug")}
+    yt = runs["student"]["test_labels"]
+    acc = {n: np.mean(r["test_probs"].mean(0).argmax(1) == yt) for n, r in runs.items()}
+    g = gains["distill_targets"]["student-aug"]
+    assert g["delta"] == pytest.approx(acc["student-aug"] - acc["student"])
+    assert "distillation targets: student-aug (augmented) vs student (clean), with TTA" in result.markdown
+    assert results.gain_of("distillation targets, `student-aug`", result.summary) is g
+    assert results.gain_of("distillation targets without TTA, `student-aug`", result.summary) is \
+        gains["distill_targets_identity"]["student-aug"]

@@ -139,3 +139,55 @@ def test_teacher_refused_with_l2svm_and_label_smoothing(teacher_and_student, cap
                        "--run-name", "ghost-student"]) == 2
     assert "teacher 'ghost' not found" in capsys.readouterr().err
     assert not (out / "ghost-student").exists()
+
+
+def test_augmented_targets_are_the_teachers_output_on_the_batch_the_student_sees(teacher_and_student):
+    """--distill-targets augmented: each batch's rows hold the teacher's probabilities on that very batch."""
+    from members.data import load_dataset
+    from members.inference import load_run
+
+    csv, out = teacher_and_student
+    data = load_dataset(csv)
+    teachers = resolve_teachers(["baseline"], out)
+    forward = distill.teacher_function(teachers)
+    expected = load_run(out / "baseline").predict(data.train.x)
+    ds = make_dataset(data.train.x, data.train.y, batch_size=16, training=False, teacher=forward)
+    rows = np.concatenate([np.asarray(yb) for _, yb in ds])
+    np.testing.assert_array_equal(rows[:, 0], data.train.y)
+    np.testing.assert_allclose(rows[:, 1:], expected, atol=1e-5)
+    # with augmentation the targets follow the augmented faces: different from the clean ones
+    aug = make_dataset(data.train.x, data.train.y, batch_size=16, training=False, augment=True, seed=0,
+                       teacher=forward)
+    moved = np.concatenate([np.asarray(yb) for _, yb in aug])[:, 1:]
+    np.testing.assert_allclose(moved.sum(1), 1.0, rtol=1e-5)
+    assert np.abs(moved - expected).max() > 1e-4
+    with pytest.raises(ValueError, match="not both"):
+        make_dataset(data.train.x, data.train.y, batch_size=16, teacher=forward, soft_targets=expected)
+
+
+def test_student_with_augmented_targets_trains_records_it_and_pairs_with_the_clean_student(teacher_and_student,
+                                                                                           monkeypatch):
+    from ensemble.combine import combine
+
+    csv, out = teacher_and_student
+    monkeypatch.setenv("FER2013_CACHE", str(out.parent / "cache"))
+    assert train.main(["baseline", "--data", str(csv), "--out", str(out), *FAST, "--run-name", "student-aug",
+                       "--teacher", "baseline", "--distill-temperature", "2", "--distill-alpha", "0.25",
+                       "--distill-targets", "augmented"]) == 0
+    info = json.loads((out / "student-aug" / "run.json").read_text())
+    assert info["config"]["distill_targets"] == "augmented"
+    assert info["distillation"]["targets"].startswith("identity view on the student's augmented batch")
+    assert not (out / "student-aug" / TARGETS_FILE).exists()  # nothing cached: computed every step
+    # the aggregator compares the two students, and each student with a twin trained alone
+    summary = combine(out, runs=["baseline", "student", "student-aug"], write=False, n_resamples=50).summary
+    assert summary["gains"]["distill_targets"]["student-aug"]["b"] == "student"
+    assert "student-aug" in summary["gains"]["distill_targets_identity"]
+    assert set(summary["gains"]["distillation"]) == {"student", "student-aug"}
+
+
+def test_distill_targets_is_checked(teacher_and_student, capsys):
+    csv, out = teacher_and_student
+    with pytest.raises(SystemExit):
+        train.main(["baseline", "--data", str(csv), "--out", str(out), "--teacher", "baseline",
+                    "--distill-targets", "noisy", "--check"])
+    assert "--distill-targets" in capsys.readouterr().err
