@@ -178,33 +178,23 @@ def teacher_targets(teachers: Sequence[Teacher], x: np.ndarray, ids: np.ndarray,
 def teacher_function(teachers: Sequence[Teacher]):
     """The teacher ensemble as one function of a float batch of augmented raw faces: (B, H, W[, C]) -> (B, 7).
 
-    Each teacher applies its own preprocessing and, for a ``scores`` member, its softmax with its
-    fitted temperature; the probabilities are averaged with the teachers' weights. Written in
-    ``keras.ops`` so that it runs inside the ``tf.data`` pipeline on TensorFlow and on numpy batches
-    on JAX and PyTorch (``members.pipeline.make_dataset(teacher=...)``).
+    Each teacher gives its probabilities (``Predictor.probabilities``: its own preprocessing, and its
+    softmax temperature for a ``scores`` member), averaged with the teachers' weights. In
+    ``keras.ops``, so it runs inside the ``tf.data`` pipeline on TensorFlow and on numpy batches on
+    JAX and PyTorch (``members.pipeline.make_dataset(teacher=...)``).
     """
-    import keras
-
     from members.inference import load_run
 
     total = sum(t.weight for t in teachers)
-    parts = []
-    for teacher in teachers:
-        predictor = load_run(teacher.run_dir, teacher.model_path)
-        predictor.model.trainable = False
-        parts.append((predictor, teacher.weight / total))
+    parts = [(load_run(t.run_dir, t.model_path), t.weight / total) for t in teachers]
 
     def forward(xb):
-        ops = keras.ops
-        mixed = None
-        for predictor, weight in parts:
-            x = predictor.preprocess(xb) if predictor.preprocess is not None else xb
-            out = ops.cast(predictor.model(x, training=False), "float32")
-            if predictor.output == "scores":
-                out = ops.softmax(out / float(predictor.temperature), axis=-1)
-            else:
-                out = out / ops.sum(out, axis=-1, keepdims=True)
-            mixed = weight * out if mixed is None else mixed + weight * out
-        return mixed
+        return sum(weight * predictor.probabilities(xb) for predictor, weight in parts)
 
     return forward
+
+
+def augmented_targets_info(teachers: Sequence[Teacher]) -> list[dict]:
+    """run.json's teacher entries for ``--distill-targets augmented`` (the identity view, nothing cached)."""
+    return [{"name": t.name, "model_sha256": file_digest(t.model_path), "weight": t.weight, "views": ["identity"]}
+            for t in teachers]

@@ -106,6 +106,22 @@ class Predictor:
         chunks = [keras_to_numpy(self._forward(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 7), np.float32)
 
+    def probabilities(self, x):
+        """Class probabilities of a float batch of raw faces as a backend tensor, in ``keras.ops``.
+
+        The graph-friendly twin of ``predict`` (preprocessing, model, ``to_probs``) for use inside an
+        input pipeline (``members.distill.teacher_function``); no TTA, no batching.
+        """
+        import keras
+
+        ops = keras.ops
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        out = ops.cast(self.model(x, training=False), "float32")
+        if self.output == "scores":
+            return ops.softmax(out / float(self.temperature), axis=-1)
+        return out / ops.sum(out, axis=-1, keepdims=True)
+
     def to_probs(self, outputs: np.ndarray) -> np.ndarray:
         """Probabilities from raw outputs (softmax with ``temperature`` for scores; renormalised otherwise)."""
         if self.output == "scores":

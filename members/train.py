@@ -38,8 +38,8 @@ from members.data import DataError, class_weights, load_dataset, resolve_data_pa
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
 from members.distribute import (STRATEGIES, check_strategy, even_batch, replicas_in_sync, strategy_scope,
                                 synchronize_batch_norm)
-from members.distill import (DISTILL_TARGETS, TeacherError, file_digest, parse_teachers, resolve_teachers,
-                             teacher_function, teacher_targets)
+from members.distill import (DISTILL_TARGETS, TeacherError, augmented_targets_info, parse_teachers,
+                             resolve_teachers, teacher_function, teacher_targets)
 from members.losses import DistillationLoss, LabelAccuracy, check_distillation, crossentropy
 from members.pipeline import make_dataset
 from members.registry import PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members, get_member
@@ -545,7 +545,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         state = {**_read_state(run_dir), "finished_early": True}
         print(f"{run_dir}: finishing after epoch {state.get('epoch')} without further training "
               f"(best {cfg['monitor']} {state.get('best')} at epoch {state.get('best_epoch')})", flush=True)
-        _, _, distillation = distillation_targets(cfg, out, data, run_dir)
+        _, _, distillation = distillation_targets(cfg, out, data, run_dir, build=False)
         write_outputs(spec, cfg, run_dir, data, path, stats, state, views, argv, weights, commit,
                       {"distillation": distillation})
         return run_dir
@@ -575,12 +575,13 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     return run_dir
 
 
-def distillation_targets(cfg: dict, out, data, run_dir: Path):
+def distillation_targets(cfg: dict, out, data, run_dir: Path, build: bool = True):
     """``(soft_targets, teacher, run.json entry)`` of a ``--teacher`` run (``members.distill``).
 
     ``--distill-targets clean`` gives the cached probabilities (N, 7) and no teacher function;
-    ``augmented`` gives no array and the teachers as a function of the augmented batch. A run
-    without ``--teacher`` gives ``(None, None, None)``.
+    ``augmented`` gives no array and the teachers as a function of the augmented batch (loaded only
+    when ``build``: ``--finish`` needs the run.json entry alone). A run without ``--teacher`` gives
+    ``(None, None, None)``.
     """
     if cfg.get("teacher") is None:
         return None, None, None
@@ -588,12 +589,11 @@ def distillation_targets(cfg: dict, out, data, run_dir: Path):
     common = {"temperature": float(cfg["distill_temperature"]), "alpha": float(cfg["distill_alpha"])}
     names = ", ".join(t.name for t in teachers)
     if cfg.get("distill_targets", "clean") == "augmented":
-        info = {"teachers": [{"name": t.name, "model_sha256": file_digest(t.model_path), "weight": t.weight,
-                              "views": ["identity"]} for t in teachers], **common,
+        info = {"teachers": augmented_targets_info(teachers), **common,
                 "targets": "identity view on the student's augmented batch"}
         print(f"distilling from {names} (T={info['temperature']:g}, alpha={info['alpha']:g}) on each augmented "
               f"batch", flush=True)
-        return None, teacher_function(teachers), info
+        return None, teacher_function(teachers) if build else None, info
     targets, key = teacher_targets(teachers, data.train.x, data.train.ids, data.fingerprint, run_dir)
     info = {"teachers": key["teachers"], **common, "targets": "TTA average on un-augmented faces",
             "teacher_train_acc": accuracy(targets, data.train.y)}
