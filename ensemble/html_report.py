@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ensemble import metrics, plots
+from ensemble import metrics, plots, report
 from ensemble.artifacts import verify_if_zoo
 from ensemble.report import MISSING, fmt_num, fmt_p, fmt_pct, is_missing
 
@@ -198,6 +198,8 @@ def build_page(summary: dict, arrays: dict, evals: dict | None = None, command: 
             f'<code>{html.escape(str(ens.get("best_single")))}</code>.</p>',
             f"<p>Made by <code>{html.escape(command or 'ensemble.combine.combine()')}</code>. Tables: "
             f"<code>summary.md</code>, <code>summary.json</code> beside this page.</p>"]
+    if ens.get("cost"):
+        body.append(f"<p>{html.escape(report.cost_sentence(ens['cost'])).replace('`', '')}</p>")
     body += [f'<p class="note">{html.escape(n)}</p>' for n in summary.get("notes", [])]
 
     # 1. Headline table and bar chart.

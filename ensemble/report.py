@@ -229,6 +229,19 @@ def _confusion_sections(entity: dict, class_names: Sequence[str], level: str = "
             confusion_markdown(np.asarray(entity["confusion_normalized"], dtype=np.float64), class_names, True), ""]
 
 
+def cost_sentence(cost: dict) -> str:
+    """One sentence on what the ensemble's members cost, from ``combine.ensemble_cost``."""
+    hours, core, ms = cost["train_hours"], cost["core_hours"], cost["predict_ms_per_face"]
+    parts = [f"training {MISSING if hours is None else f'{hours:.2f}'} h of wall time "
+             f"({MISSING if core is None else f'{core:.2f}'} core-hours at most)",
+             f"prediction {MISSING if ms is None else f'{ms:.1f}'} ms per face with these views"]
+    text = ("Cost of the ensemble's runs, as their trainers recorded it in run.json: " + "; ".join(parts)
+            + " (timed after training, under whatever load the machine had).")
+    if cost["unknown"]:
+        text += " Not all recorded for: " + ", ".join(f"`{n}`" for n in cost["unknown"]) + "."
+    return text
+
+
 def summary_markdown(s: dict) -> str:
     """The full Markdown report from a ``combine`` summary dict."""
     st, ens, runs, gains = s["settings"], s["ensemble"], s["runs"], s["gains"]
@@ -245,6 +258,7 @@ def summary_markdown(s: dict) -> str:
         lines += [f"Members chosen by greedy forward selection with replacement on PublicTest over "
                   f"{st['greedy_steps']} steps (pick counts: "
                   + ", ".join(f"{n} {c}" for n, c in ens["greedy"]["counts"].items() if c) + ").", ""]
+    lines += [cost_sentence(ens.get("cost")), ""] if ens.get("cost") else []
     lines += [f"- Skipped run `{k['run']}`: {k['reason']}" for k in s["skipped"]]
     lines += [f"- Note: {n}" for n in s["notes"]]
     if s["skipped"] or s["notes"]:

@@ -407,3 +407,27 @@ def test_a_student_with_augmented_targets_is_compared_with_its_clean_target_twin
     assert results.gain_of("distillation targets, `student-aug`", result.summary) is g
     assert results.gain_of("distillation targets without TTA, `student-aug`", result.summary) is \
         gains["distill_targets_identity"]["student-aug"]
+
+
+def test_ensemble_cost_sums_the_chosen_members_run_json_and_names_the_unrecorded(tmp_path):
+    root = make_runs(tmp_path / "a", ["a", "b", "c"], n_val=120, n_test=150)
+    recorded = {"a": (3600.0, 27.0, 2), "b": (1800.0, 5.4, 4), "c": (None, None, None)}
+    for name, (train, tta_s, cores) in recorded.items():
+        info = {"member": name, "class_weights": False, "config": {}, "metrics": {}}
+        if train is not None:
+            info.update(train_seconds=train, tta_seconds=tta_s, machine={"cores": cores})
+        (root / name / "run.json").write_text(json.dumps(info))
+    s = combine(root, runs=["a", "b", "c"], weights=[1, 1, 0], write=False).summary
+    cost = s["ensemble"]["cost"]
+    assert cost["train_hours"] == pytest.approx(1.5)
+    assert cost["core_hours"] == pytest.approx(2 + 2)
+    # 27 s for 270 faces and 4 views -> 100 ms a face; 5.4 s -> 20 ms; with the 4 views of `all`
+    assert cost["predict_ms_per_face"] == pytest.approx(120.0)
+    assert cost["unknown"] == []
+    one_view = combine(root, runs=["a", "b"], tta="none", write=False).summary["ensemble"]["cost"]
+    assert one_view["predict_ms_per_face"] == pytest.approx(30.0)
+    with_c = combine(root, write=False)
+    assert with_c.summary["ensemble"]["cost"]["train_hours"] is None
+    assert with_c.summary["ensemble"]["cost"]["unknown"] == ["c"]
+    assert "Not all recorded for: `c`" in with_c.markdown
+    assert "1.50 h of wall time (4.00 core-hours at most)" in combine(root, runs=["a", "b"], write=False).markdown
