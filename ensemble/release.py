@@ -1,9 +1,9 @@
 """Choose and record the zoo's release ensemble: the best on PublicTest whose models fit the budget.
 
 Candidates are soft-voting ensembles of zoo runs: the plain mean of every subset of the given runs
-(up to ``MAX_SUBSET_RUNS`` runs) and greedy selection (``ensemble.voting.greedy_select``) over all of
-them. Each is scored on PublicTest with its TTA views; PrivateTest is read only to record the chosen
-ensemble's figures. A candidate whose model files together exceed the budget is not eligible. A new
+(up to ``MAX_SUBSET_RUNS`` runs), greedy selection (``ensemble.voting.greedy_select``) over all of
+them, and greedy selection over each largest subset whose models fit the budget. Each is scored on
+PublicTest with its TTA views; PrivateTest is read only to record the chosen ensemble's figures. A candidate whose model files together exceed the budget is not eligible. A new
 release replaces the recorded one only if it beats it on PublicTest by ``MIN_RELEASE_GAIN`` (0.5
 points), so released model files change rarely and every replaced file stays in git's history.
 """
@@ -62,8 +62,12 @@ def candidates(zoo_dir: str | os.PathLike, runs: Sequence[str], model_mb: dict[s
             w = np.zeros(len(names))
             w[list(subset)] = 1.0 / k
             out.append(("all", w))
-    greedy = voting.greedy_select(val, labels)
-    out.append(("greedy", greedy.weights))
+    out.append(("greedy", voting.greedy_select(val, labels).weights))
+    for subset in maximal_fitting_subsets([model_mb[n] for n in names], budget_mb):
+        if len(subset) < len(names):  # greedy over every run is above
+            w = np.zeros(len(names))
+            w[list(subset)] = voting.greedy_select(val[list(subset)], labels).weights
+            out.append(("greedy", w))
     rows = []
     for select, w in out:
         chosen = [n for n, wi in zip(names, w) if wi > 0]
@@ -75,6 +79,21 @@ def candidates(zoo_dir: str | os.PathLike, runs: Sequence[str], model_mb: dict[s
     return rows
 
 
+def maximal_fitting_subsets(sizes_mb: Sequence[float], budget_mb: float) -> list[tuple[int, ...]]:
+    """Index sets of runs whose models fit the budget together and to which no other run can be added.
+
+    Greedy selection over each of them gives the best weighted ensembles that can be released when
+    greedy over every run picks more megabytes than the budget allows.
+    """
+    n, out = len(sizes_mb), []
+    for k in range(1, n + 1):
+        for subset in itertools.combinations(range(n), k):
+            total = sum(sizes_mb[i] for i in subset)
+            if total <= budget_mb and all(total + sizes_mb[j] > budget_mb for j in range(n) if j not in subset):
+                out.append(subset)
+    return out
+
+
 def combine_command(zoo_runs: str, release: dict) -> str:
     """The aggregator command that reproduces a release's figures from ``zoo/runs``."""
     names = sorted(release["runs"])
@@ -84,14 +103,23 @@ def combine_command(zoo_runs: str, release: dict) -> str:
     return cmd
 
 
-def _copy_model(root: Path, name: str, src: Path) -> str:
-    """Copy a run's model file to ``models/<name>.keras`` in the zoo (temporary name, then rename); its path."""
-    rel = f"models/{name}{MODEL_SUFFIX}"
+def _stage_models(root: Path, sources: dict[str, Path]) -> dict[str, Path]:
+    """Copy each run's model file to a temporary name in ``ZOO/models/``; run -> temporary path.
+
+    Staging every copy before any old file goes keeps the zoo whole when a copy fails, and lets a
+    source be a file of the release being replaced. On failure the staged copies are removed.
+    """
     (root / "models").mkdir(parents=True, exist_ok=True)
-    tmp = root / "models" / f".{name}.tmp"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, root / rel)
-    return rel
+    staged = {}
+    try:
+        for name, src in sources.items():
+            staged[name] = root / "models" / f".{name}.tmp"
+            shutil.copyfile(src, staged[name])
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    return staged
 
 
 def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | os.PathLike,
@@ -135,13 +163,13 @@ def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | 
     result = combine(root / "runs", runs=names, tta=tta, weights=[choice["weights"][n] for n in names],
                      write=False)
     ens = result.summary["ensemble"]
-    for rel in old_models.values():
+    staged = _stage_models(root, sources)
+    models = {name: f"models/{name}{MODEL_SUFFIX}" for name in names}
+    for rel in set(old_models.values()) - set(models.values()):
         (root / rel).unlink(missing_ok=True)
     manifest["files"] = kept
-    models = {}
-    (root / "models").mkdir(parents=True, exist_ok=True)
-    for name, src in sources.items():
-        models[name] = rel = _copy_model(root, name, src)
+    for name, rel in models.items():
+        os.replace(staged[name], root / rel)
         manifest["files"][rel] = file_entry(root, rel)
     release = {"runs": names, "weights": {n: choice["weights"][n] for n in names}, "select": choice["select"],
                "tta": tta, "models": models,
@@ -195,7 +223,7 @@ def record_fast(zoo_dir: str | os.PathLike, run: str, models_from: str | os.Path
     total = (sum(e["size"] for e in kept.values()) + src.stat().st_size) / 1e6
     if total > ZOO_BUDGET_MB:
         raise ZooError(f"{root}: with {src} the zoo would take {total:.1f} MB, over its {ZOO_BUDGET_MB:g} MB budget")
-    _copy_model(root, run, src)
+    os.replace(_stage_models(root, {run: src})[run], root / rel)
     for r in dropped:
         (root / r).unlink(missing_ok=True)
     manifest["files"] = kept

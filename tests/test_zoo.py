@@ -262,3 +262,44 @@ def test_the_shipped_release_names_the_astronauts_expression(tmp_path, monkeypat
     (face,) = json.loads(capsys.readouterr().out)[0]["faces"]
     assert face["label"] in CLASSES and sum(face["probs"].values()) == pytest.approx(1.0, abs=1e-4)
     assert face["label"] == "happy"  # she smiles broadly; any sound FER2013 model agrees
+
+
+def test_maximal_fitting_subsets_are_those_no_run_can_join():
+    assert release.maximal_fitting_subsets([1.0, 1.0, 3.0], 3.5) == [(2,), (0, 1)]
+    assert release.maximal_fitting_subsets([1.0, 1.0], 50) == [(0, 1)]
+    assert release.maximal_fitting_subsets([60.0, 1.0], 50) == [(1,)]
+
+
+def test_release_candidates_include_greedy_within_the_budget(tmp_path):
+    art = _fake_runs(tmp_path / "art", model_bytes={"a": 1_000_000, "a-cw": 1_000_000, "b": 3_000_000})
+    root = tmp_path / "zoo"
+    for n in ("a", "a-cw", "b"):
+        zoo.add_run(art / n, root, commit="c")
+    rows = release.candidates(root, ["a", "a-cw", "b"], {"a": 1.0, "a-cw": 1.0, "b": 3.0}, budget_mb=3.5)
+    greedy = [r for r in rows if r["select"] == "greedy"]
+    assert len(greedy) == 3  # over every run, over {a, a-cw} and over {b}: the largest sets within 3.5 MB
+    within = [r for r in greedy if r["fits"]]
+    assert len(within) >= 2 and any(set(r["runs"]) <= {"a", "a-cw"} for r in within)
+    assert any(r["runs"] == ["b"] and r["weights"] == {"b": 1.0} for r in within)
+
+
+def test_a_new_release_may_take_its_models_from_the_release_it_replaces(tmp_path):
+    art = _fake_runs(tmp_path / "art", model_bytes={"a": 1_000_000, "a-cw": 1_000_000, "b": 3_000_000})
+    root = tmp_path / "zoo"
+    for n in ("a", "a-cw", "b"):
+        zoo.add_run(art / n, root, commit="c")
+    one = {"runs": ["a", "b"], "weights": {"a": 0.5, "b": 0.5}, "select": "all", "val_acc_tta": 0.5,
+           "model_mb": 4.0, "fits": True}
+    release.record_release(root, one, art)
+    # the models of the new release come from the zoo's own files (symlinked like a user would)
+    linked = tmp_path / "linked"
+    for n in ("a", "b"):
+        (linked / n).mkdir(parents=True)
+        (linked / n / "model.keras").symlink_to(root / "models" / f"{n}.keras")
+    (linked / "a-cw").mkdir()
+    (linked / "a-cw" / "model.keras").symlink_to(art / "a-cw" / "model.keras")
+    two = {**one, "runs": ["a", "a-cw"], "weights": {"a": 0.5, "a-cw": 0.5}}
+    release.record_release(root, two, linked, force=True)
+    assert zoo.verify(root) == []
+    assert sorted(p.name for p in (root / "models").iterdir()) == ["a-cw.keras", "a.keras"]
+    assert (root / "models" / "a.keras").read_bytes() == (art / "a" / "model.keras").read_bytes()
