@@ -480,7 +480,8 @@ DISTILL_KEYS = ("teacher", "distill_temperature", "distill_alpha", "distill_targ
 def _config(run: RunPredictions) -> dict | None:
     """A run's resolved config from run.json, made comparable across project versions.
 
-    Runs saved before ``precision`` existed trained in float32; a student saved before
+    Runs saved before ``precision`` existed trained in float32, before ``lr_schedule`` with the plateau
+    rule; a student saved before
     ``distill_targets`` existed used the cached clean targets; a run without a teacher drops the
     distillation options (unused, and absent from runs saved before them). None when run.json has no
     config.
@@ -488,7 +489,7 @@ def _config(run: RunPredictions) -> dict | None:
     cfg = run.info.get("config")
     if not isinstance(cfg, dict):
         return None
-    cfg = {**cfg, "precision": cfg.get("precision") or "float32"}
+    cfg = {**cfg, "precision": cfg.get("precision") or "float32", "lr_schedule": cfg.get("lr_schedule") or "plateau"}
     if cfg.get("teacher"):
         cfg.setdefault("distill_targets", "clean")  # the only kind before the option
     else:

@@ -183,6 +183,37 @@ class EpochLine(keras.callbacks.Callback):
         print(" - ".join(parts), file=self.stream, flush=True)
 
 
+def cosine_lr(epoch: int, base_lr: float, min_lr: float, start: int, epochs: int) -> float:
+    """The learning rate of 0-based ``epoch`` on a half cosine from ``base_lr`` (at ``start``) to ``min_lr``.
+
+    The phase runs epochs ``start`` .. ``start + epochs - 1``; its last epoch runs at ``min_lr``. A
+    function of the epoch alone, so a resumed run continues the same curve.
+    """
+    span = max(int(epochs) - 1, 1)
+    t = min(max(int(epoch) - int(start), 0), span) / span
+    return float(min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * t)))
+
+
+class CosineSchedule(keras.callbacks.Callback):
+    """Set the optimizer's learning rate from ``cosine_lr`` before each epoch (``--lr-schedule cosine``).
+
+    Unlike the plateau rule it does not depend on how the validation curve happened to move, so two
+    runs that differ in one option (precision, seed) get the same schedule. The rate is logged as
+    ``learning_rate`` like the plateau rule's.
+    """
+
+    def __init__(self, base_lr: float, min_lr: float, start: int, epochs: int):
+        super().__init__()
+        self.base_lr, self.min_lr, self.start, self.epochs = float(base_lr), float(min_lr), int(start), int(epochs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = cosine_lr(epoch, self.base_lr, self.min_lr, self.start, self.epochs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 class InterruptAfterEpoch(keras.callbacks.Callback):
     """Raise KeyboardInterrupt after a given epoch (tests of resume; put it after RunCheckpoint)."""
 

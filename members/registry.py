@@ -18,6 +18,8 @@ from typing import Any, Callable, Mapping, Sequence
 OUTPUT_KINDS = ("probs", "scores")
 # Keras dtype policies a member may train under (``--precision``); outputs and losses stay float32.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# How the learning rate falls during a phase (``--lr-schedule``); see ``members.callbacks.cosine_lr``.
+LR_SCHEDULES = ("plateau", "cosine")
 
 # Hyper-parameters every member has; a spec's ``defaults`` overrides their values.
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -33,6 +35,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "label_smoothing": 0.0,
     "lr_factor": 0.5,
     "min_lr": 1e-5,
+    "lr_schedule": "plateau",  # plateau: --lr-factor after --lr-patience epochs without progress; cosine: by epoch
     "monitor": "val_accuracy",
     "seed": 0,
     "limit": None,

@@ -31,9 +31,9 @@ from ensemble.provenance import git_commit, machine_info
 from members import backend
 from members.augment import AUGMENTATIONS, make_augmentation
 from members.backend import BackendError
-from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, EpochLine,
-                               ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint, save_model_atomic,
-                               truncate_history)
+from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, CosineSchedule,
+                               EpochLine, ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint,
+                               save_model_atomic, truncate_history)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
 from members.distribute import (STRATEGIES, check_strategy, even_batch, replicas_in_sync, strategy_scope,
@@ -42,7 +42,7 @@ from members.distill import (DISTILL_TARGETS, TeacherError, augmented_targets_in
                              resolve_teachers, teacher_function, teacher_targets)
 from members.losses import DistillationLoss, LabelAccuracy, check_distillation, crossentropy
 from members.pipeline import make_dataset
-from members.registry import PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members, get_member
+from members.registry import LR_SCHEDULES, PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members, get_member
 
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"  # --tensorboard logs, inside the run folder
@@ -81,6 +81,10 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
              "Random* layers in turn (runs saved before this option; see members/augment.py)")
     add("--patience", type=int, help="early-stopping patience in epochs")
     add("--lr-patience", type=int, help="epochs without progress before the learning rate is halved")
+    add("--lr-schedule", choices=LR_SCHEDULES,
+        help="plateau (default): multiply the rate by --lr-factor after --lr-patience epochs without progress "
+             "on --monitor; cosine: a half cosine from --lr to --min-lr over the phase's epochs, the same for "
+             "every run whatever its validation curve (early stopping still applies; raise --patience to run it all)")
     add("--label-smoothing", type=float,
         help="cross-entropy against (1 - X) * one-hot + X / 7 (0: none; not with --loss l2svm)")
     add("--monitor", choices=("val_accuracy", "val_loss"), help="validation metric for checkpoint/early stop")
@@ -132,7 +136,7 @@ def _add_member_option(group, opt: MemberOption) -> None:
 
 
 COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
-               "augmentation", "patience", "lr_patience", "label_smoothing", "monitor", "precision",
+               "augmentation", "patience", "lr_patience", "lr_schedule", "label_smoothing", "monitor", "precision",
                "teacher", "distill_temperature", "distill_alpha", "distill_targets")
 
 
@@ -170,6 +174,9 @@ def _check_positive(cfg: dict) -> None:
     if cfg["limit"] is not None and int(cfg["limit"]) < 1:
         raise MemberError(f"--limit must be positive. Received: limit={cfg['limit']!r}")
     check_precision(cfg["precision"])
+    if cfg.get("lr_schedule", "plateau") not in LR_SCHEDULES:
+        raise MemberError(f"--lr-schedule must be one of {list(LR_SCHEDULES)}. Received: "
+                          f"lr_schedule={cfg['lr_schedule']!r}")
     if cfg.get("teacher") is not None:
         check_distillation(cfg["distill_temperature"], cfg["distill_alpha"])
     if cfg.get("distill_targets", "clean") not in DISTILL_TARGETS:
@@ -392,7 +399,10 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
         val_ds = make_dataset(data.val.x, data.val.y, preprocess=preprocess, replicas=replicas,
                               batch_size=even_batch(len(data.val.y), max(256, int(cfg["batch_size"])), replicas))
         stateful, callbacks = {}, [keras.callbacks.TerminateOnNaN()]
-        if phase.reduce_lr:
+        if phase.reduce_lr and cfg.get("lr_schedule", "plateau") == "cosine":
+            callbacks.append(CosineSchedule(float(cfg["lr"] if phase.lr is None else phase.lr), float(cfg["min_lr"]),
+                                            start=phase_start, epochs=int(phase.epochs)))
+        elif phase.reduce_lr:
             rlr = ResumableReduceLROnPlateau(monitor=monitor, mode=mode, factor=float(cfg["lr_factor"]),
                                              patience=int(cfg["lr_patience"]), min_lr=float(cfg["min_lr"]),
                                              restore=restore.get("reduce_lr"))

@@ -385,3 +385,40 @@ def test_tensorboard_logs_are_written_and_a_resumed_run_appends_to_them(fake_csv
                        "--batch-size", "16", "--seed", "1", "--fc-units", "32", "--tta-views", "identity",
                        "--verbose", "2", "--restart"]) == 0
     assert not (run_dir / "tensorboard").exists()
+
+
+def test_cosine_lr_runs_from_the_rate_to_the_floor_over_the_phase():
+    from members.callbacks import cosine_lr
+    rates = [cosine_lr(e, 1e-3, 1e-5, start=2, epochs=5) for e in range(0, 9)]
+    assert rates[0] == rates[1] == rates[2] == pytest.approx(1e-3)  # before the phase: its first rate
+    assert rates[4] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert rates[6] == rates[7] == pytest.approx(1e-5)  # the phase's last epoch and after
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert cosine_lr(0, 1e-3, 1e-5, start=0, epochs=1) == pytest.approx(1e-3)
+
+
+def test_cosine_schedule_is_recorded_and_a_resumed_run_continues_its_curve(fake_csv, tmp_path, capsys):
+    from members.callbacks import cosine_lr
+    spec = get_member("baseline")
+    cfg = spec.resolve_config({"epochs": 4, "batch_size": 16, "seed": 2, "fc_units": 32, "lr_schedule": "cosine",
+                               "patience": 10})
+    kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="cos", views=["identity"], verbose=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
+    capsys.readouterr()
+    train.run_training(spec, cfg, **kwargs)
+    assert "resuming after epoch 1" in capsys.readouterr().out
+    history = read_history(tmp_path / "cos" / "history.csv")
+    assert [r["epoch"] for r in history] == [0, 1, 2, 3]
+    expected = [cosine_lr(e, 1e-3, 1e-5, start=0, epochs=4) for e in range(4)]
+    assert [float(r["learning_rate"]) for r in history] == pytest.approx(expected, rel=1e-5)
+    assert read_predictions(tmp_path / "cos").info["config"]["lr_schedule"] == "cosine"
+
+
+def test_an_unknown_lr_schedule_is_refused(fake_csv, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(["baseline", "--data", str(fake_csv), "--out", str(tmp_path), *FAST, "--lr-schedule", "step"])
+    assert exc.value.code == 2 and "--lr-schedule" in capsys.readouterr().err
+    spec = get_member("baseline")
+    with pytest.raises(train.MemberError, match="--lr-schedule must be one of"):
+        train._check_positive(spec.resolve_config({"lr_schedule": "step"}))
