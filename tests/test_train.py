@@ -217,15 +217,21 @@ def test_provenance_names_the_machine_and_never_fails_without_git(tmp_path, monk
     assert provenance.git_commit() is None
 
 
-def test_label_smoothing_trains_and_resumes(fake_csv, tmp_path, capsys):
+def _interrupt_after_one_epoch_and_resume(fake_csv, out, run_name, capsys, **options):
+    """Train the baseline with ``options``, stop it after epoch 1, rerun it; the run folder."""
     spec = get_member("baseline")
-    cfg = spec.resolve_config({"epochs": 2, "batch_size": 16, "seed": 3, "fc_units": 32, "label_smoothing": 0.1})
-    kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="ls", views=["identity"], verbose=2)
+    cfg = spec.resolve_config({"batch_size": 16, "fc_units": 32, **options})
+    kwargs = dict(data_path=str(fake_csv), out=out, run_name=run_name, views=["identity"], verbose=2)
     with pytest.raises(KeyboardInterrupt):
         train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
     capsys.readouterr()
     train.run_training(spec, cfg, **kwargs)
     assert "resuming after epoch 1" in capsys.readouterr().out
+    return out / run_name
+
+
+def test_label_smoothing_trains_and_resumes(fake_csv, tmp_path, capsys):
+    _interrupt_after_one_epoch_and_resume(fake_csv, tmp_path, "ls", capsys, epochs=2, seed=3, label_smoothing=0.1)
     info = read_predictions(tmp_path / "ls").info
     assert info["config"]["label_smoothing"] == 0.1 and info["epochs_trained"] == 2
 
@@ -399,15 +405,8 @@ def test_cosine_lr_runs_from_the_rate_to_the_floor_over_the_phase():
 
 def test_cosine_schedule_is_recorded_and_a_resumed_run_continues_its_curve(fake_csv, tmp_path, capsys):
     from members.callbacks import cosine_lr
-    spec = get_member("baseline")
-    cfg = spec.resolve_config({"epochs": 4, "batch_size": 16, "seed": 2, "fc_units": 32, "lr_schedule": "cosine",
-                               "patience": 10})
-    kwargs = dict(data_path=str(fake_csv), out=tmp_path, run_name="cos", views=["identity"], verbose=2)
-    with pytest.raises(KeyboardInterrupt):
-        train.run_training(spec, cfg, extra_callbacks=[InterruptAfterEpoch(1)], **kwargs)
-    capsys.readouterr()
-    train.run_training(spec, cfg, **kwargs)
-    assert "resuming after epoch 1" in capsys.readouterr().out
+    _interrupt_after_one_epoch_and_resume(fake_csv, tmp_path, "cos", capsys, epochs=4, seed=2, lr_schedule="cosine",
+                                          patience=10)
     history = read_history(tmp_path / "cos" / "history.csv")
     assert [r["epoch"] for r in history] == [0, 1, 2, 3]
     expected = [cosine_lr(e, 1e-3, 1e-5, start=0, epochs=4) for e in range(4)]
