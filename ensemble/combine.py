@@ -481,10 +481,9 @@ def _config(run: RunPredictions) -> dict | None:
     """A run's resolved config from run.json, made comparable across project versions.
 
     Runs saved before ``precision`` existed trained in float32, before ``lr_schedule`` with the plateau
-    rule; a student saved before
-    ``distill_targets`` existed used the cached clean targets; a run without a teacher drops the
-    distillation options (unused, and absent from runs saved before them). None when run.json has no
-    config.
+    rule; a student saved before ``distill_targets`` existed used the cached clean targets; a run
+    without a teacher drops the distillation options (unused, and absent from runs saved before them).
+    None when run.json has no config.
     """
     cfg = run.info.get("config")
     if not isinstance(cfg, dict):

@@ -3,9 +3,10 @@
 Candidates are soft-voting ensembles of zoo runs: the plain mean of every subset of the given runs
 (up to ``MAX_SUBSET_RUNS`` runs), greedy selection (``ensemble.voting.greedy_select``) over all of
 them, and greedy selection over each largest subset whose models fit the budget. Each is scored on
-PublicTest with its TTA views; PrivateTest is read only to record the chosen ensemble's figures. A candidate whose model files together exceed the budget is not eligible. A new
-release replaces the recorded one only if it beats it on PublicTest by ``MIN_RELEASE_GAIN`` (0.5
-points), so released model files change rarely and every replaced file stays in git's history.
+PublicTest with its TTA views; PrivateTest is read only to record the chosen ensemble's figures. A
+candidate whose model files together exceed the budget is not eligible. A new release replaces the
+recorded one only if it beats it on PublicTest by ``MIN_RELEASE_GAIN`` (0.5 points), so released
+model files change rarely and every replaced file stays in git's history.
 """
 
 from __future__ import annotations
