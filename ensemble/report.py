@@ -230,7 +230,7 @@ def _confusion_sections(entity: dict, class_names: Sequence[str], level: str = "
 
 
 def cost_sentence(cost: dict) -> str:
-    """One sentence on what the ensemble's members cost, from ``combine.ensemble_cost``."""
+    """One sentence on what the ensemble's members cost, from ``ensemble.cost.ensemble_cost``."""
     hours, core, ms = cost["train_hours"], cost["core_hours"], cost["predict_ms_per_face"]
     parts = [f"training {MISSING if hours is None else f'{hours:.2f}'} h of wall time "
              f"({MISSING if core is None else f'{core:.2f}'} core-hours at most)",

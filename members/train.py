@@ -42,7 +42,8 @@ from members.distill import (DISTILL_TARGETS, TeacherError, augmented_targets_in
                              resolve_teachers, teacher_function, teacher_targets)
 from members.losses import DistillationLoss, LabelAccuracy, check_distillation, crossentropy
 from members.pipeline import make_dataset
-from members.registry import LR_SCHEDULES, PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members, get_member
+from members.registry import (LR_SCHEDULES, PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members,
+                              get_member)
 
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"  # --tensorboard logs, inside the run folder
