@@ -67,12 +67,7 @@ MEMBERS=$(printf '%s\n' "${RUNS[@]}" | sed 's/-cw$//' | awk '!seen[$0]++' | past
 
 # 1. Check everything before any training starts: members, options, data, weights.
 echo "== checking ${#RUNS[@]} runs (members: $MEMBERS) =="
-for i in "${!RUNS[@]}"; do
-  if ! msg=$(eval "${CMDS[$i]} --check" 2>&1); then
-    echo "$msg" >&2
-    die "check failed for run ${RUNS[$i]}; nothing was trained"
-  fi
-done
+$PYTHON -m members.grid --check "${GRID_ARGS[@]}" || exit 2
 mkdir -p "$OUT"
 
 # 2. Train, --jobs at a time; with several GPUs each job gets its own through CUDA_VISIBLE_DEVICES.

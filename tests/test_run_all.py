@@ -66,9 +66,9 @@ def test_quick_pipeline_on_real_data(local_quick_grid, real_data_path):
     assert all("already complete" in (out / r / "train.log").read_text() for r in ("baseline", "baseline-cw"))
 
 
-def test_tensorboard_and_data_are_passed_through(tmp_path):
+def test_tensorboard_and_data_are_passed_through(tmp_path, fake_csv):
     """A stand-in interpreter records each command: every training gets --tensorboard, the combine --data.
-    It plans the grid with the real interpreter (python -m members.grid --plan)."""
+    It plans and checks the grid with the real interpreter (python -m members.grid --plan, --check)."""
     import sys
 
     log = tmp_path / "calls.txt"
@@ -76,12 +76,12 @@ def test_tensorboard_and_data_are_passed_through(tmp_path):
     fake.write_text(f'#!/usr/bin/env bash\nif [ "$2" = members.grid ]; then exec {sys.executable} "$@"; fi\n'
                     f'echo "$*" >> {log}\nexit 0\n')
     fake.chmod(0o755)
-    res = run_all("--only", "baseline", "--tensorboard", "--data", tmp_path / "fer.csv", "--out", tmp_path / "out",
-                  env={"PYTHON": str(fake)})
+    res = run_all("--only", "baseline", "--tensorboard", "--data", fake_csv, "--out", tmp_path / "out",
+                  timeout=300, env={"PYTHON": str(fake)})
     assert res.returncode == 0, res.stdout + res.stderr
     calls = log.read_text().splitlines()
-    train = [c for c in calls if c.startswith("-m members.train") and "--check" not in c]
+    train = [c for c in calls if c.startswith("-m members.train")]
     assert len(train) == 2 and all("--tensorboard" in c for c in train)
     combine = [c for c in calls if c.startswith("-m ensemble.combine")]
-    assert len(combine) == 1 and f"--data {tmp_path / 'fer.csv'}" in combine[0]
+    assert len(combine) == 1 and f"--data {fake_csv}" in combine[0]
     assert "index.html" in res.stdout

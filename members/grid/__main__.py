@@ -3,8 +3,10 @@
     python -m members.grid --scheduler tcp://HOST:PORT [--quick] [--data PATH] [--members LIST]
                            [--only LIST] [--out DIR] [--tensorboard] [--fetch-models] [--shared-out]
     python -m members.grid --plan [same grid options]     # one "RUN<TAB>COMMAND" line per run
+    python -m members.grid --check [same grid options]    # members.train --check of every run
 
-``./run_all.sh --scheduler ADDR ...`` calls the first form. Every run is checked on this machine
+``./run_all.sh --scheduler ADDR ...`` calls the first form; ``./run_all.sh`` alone the other two
+(``--check`` checks every run in one process, so TensorFlow is imported once, not once a run). Every run is checked on this machine
 before anything is submitted (``members.train --check``); complete runs are skipped; the others
 train on the cluster (``members.grid.cluster``); the finished ones are combined into
 ``OUT/report`` and ``OUT/grid.json`` lists every run's outcome. Exit status: 0 when every run
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--scheduler", metavar="tcp://HOST:PORT", help="Dask scheduler to run the grid on")
     add("--plan", action="store_true", help="print one 'RUN<TAB>COMMAND' line per run and exit")
+    add("--check", action="store_true",
+        help="check every run (members.train --check) on this machine and exit: 2 when one fails")
     add("--quick", action="store_true", help="smoke scale (as run_all.sh --quick)")
     add("--quick-limit", type=int, default=QUICK_LIMIT, help=argparse.SUPPRESS)
     add("--data", help="FER2013 file, at this path on every worker too")
@@ -61,7 +65,10 @@ def check_runs(plan: Sequence[GridRun], out: Path) -> tuple[list[GridRun], list[
     for run in plan:
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            status = train.main([*run.train_argv(str(out)), "--check"])
+            try:
+                status = train.main([*run.train_argv(str(out)), "--check"])
+            except SystemExit as exc:  # argparse's errors (an unknown option) exit instead of returning
+                status = exc.code if isinstance(exc.code, int) else 2
         if status != 0:
             raise GridError(f"{stderr.getvalue().strip()}\ncheck failed for run {run.name}; nothing was trained")
         (complete if "complete, will be skipped" in stdout.getvalue() else todo).append(run)
@@ -91,7 +98,10 @@ def combine(python: str, out: Path, runs: Sequence[str], data: str | None) -> in
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     args = build_parser().parse_args(argv)
-    if args.scheduler and not args.plan:
+    if args.plan and args.check:
+        print("members.grid: --plan and --check are separate steps; give one", file=sys.stderr)
+        return 2
+    if args.scheduler and not (args.plan or args.check):
         args.data = str(data_on_workers(args.data))
     try:
         plan = build_plan(member_list(args.members, args.only), data=args.data, quick=args.quick,
@@ -102,6 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plan:
         for run in plan:
             print(f"{run.name}\t{run.command(args.python, args.out)}")
+        return 0
+    if args.check:
+        try:
+            _, complete = check_runs(plan, Path(args.out))
+        except GridError as exc:
+            print(f"members.grid: {exc}", file=sys.stderr)
+            return 2
+        print(f"{len(plan)} run(s) checked" + (f"; complete, will be skipped: {', '.join(complete)}" if complete else ""))
         return 0
     if not args.scheduler:
         print("members.grid: --scheduler is required (./run_all.sh without it trains on this machine)",
