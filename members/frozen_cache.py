@@ -49,10 +49,10 @@ from members import backend
 from members.inference import keras_to_numpy
 from members.pipeline import iterate_batches, num_batches
 from members.registry import MemberError
+from members.run_folder import CONFIG_FILE as RUN_CONFIG_FILE  # the run's identity (member, config, data)
 
 CACHE_DIR = "frozen_cache"
 META_FILE = "meta.json"
-RUN_CONFIG_FILE = "config.json"  # members.train.CONFIG_FILE: the run's identity (member, config, data)
 CACHE_VERSION = 1
 DTYPES = ("float32", "float16")
 CALLBACK_HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",

@@ -10,17 +10,13 @@ finished run is reported and not retrained. ``--list`` prints the registered mem
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
 import platform
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -29,301 +25,23 @@ from ensemble import tta
 from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json, write_predictions
 from ensemble.provenance import git_commit, machine_info
 from members import backend
-from members.augment import AUGMENTATIONS, make_augmentation
+from members.augment import make_augmentation
 from members.backend import BackendError
 from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, CosineSchedule,
                                EpochLine, ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint,
                                save_model_atomic, truncate_history)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
 from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
-from members.distribute import (STRATEGIES, check_strategy, even_batch, replicas_in_sync, strategy_scope,
-                                synchronize_batch_norm)
-from members.distill import (DISTILL_TARGETS, TeacherError, augmented_targets_info, parse_teachers,
-                             resolve_teachers, teacher_function, teacher_targets)
-from members.losses import DistillationLoss, LabelAccuracy, check_distillation, crossentropy
+from members.distribute import check_strategy, even_batch, replicas_in_sync, strategy_scope, synchronize_batch_norm
+from members.distill import (TeacherError, augmented_targets_info, parse_teachers, resolve_teachers, teacher_function,
+                             teacher_targets)
+from members.losses import DistillationLoss, LabelAccuracy, crossentropy
 from members.pipeline import make_dataset
-from members.registry import (LR_SCHEDULES, PRECISIONS, MemberError, MemberOption, MemberSpec, describe_members,
-                              get_member)
-
-CONFIG_FILE = "config.json"
-TENSORBOARD_DIR = "tensorboard"  # --tensorboard logs, inside the run folder
-RUN_FILES = (PREDICTIONS_FILE, RUN_FILE, BEST_MODEL, BEST_WEIGHTS, LAST_MODEL, STATE_FILE, HISTORY_FILE, CONFIG_FILE)
-
-
-class RunConfigError(ValueError):
-    """The run folder holds a run made with another config or data (a user's mistake)."""
-
-
-# ----------------------------------------------------------------------------- command line
-def _common_parser(add_help: bool) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m members.train", add_help=add_help,
-                                     description="Train one ensemble member on FER2013.")
-    parser.add_argument("member", nargs="?", help="member name (see --list)")
-    parser.add_argument("--list", action="store_true", help="print the registered members and exit")
-    return parser
-
-
-def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
-    """The full parser: common options plus ``spec``'s member-specific options."""
-    parser = _common_parser(add_help=True)
-    add = parser.add_argument
-    add("--data", help="FER2013 CSV (default: $FER2013_DATA, then data/fer2013.csv)")
-    add("--class-weights", action=argparse.BooleanOptionalAction, default=None,
-        help="weight the loss by the balanced class weights of Training")
-    add("--epochs", type=int, help="maximum epochs (member default)")
-    add("--batch-size", type=int, help="training batch size")
-    add("--lr", type=float, help="initial learning rate")
-    add("--image-size", type=int, help="model input size")
-    add("--limit", type=int, help="keep a stratified, seeded N images of each split (smoke runs)")
-    add("--seed", type=int, help="random seed")
-    add("--no-augment", dest="augment", action="store_false", default=None, help="no training augmentation")
-    add("--augmentation", choices=AUGMENTATIONS,
-        help="affine: flip, rotation, zoom and shift as one resampling (default); layers: Keras's four "
-             "Random* layers in turn (runs saved before this option; see members/augment.py)")
-    add("--patience", type=int, help="early-stopping patience in epochs")
-    add("--lr-patience", type=int, help="epochs without progress before the learning rate is halved")
-    add("--lr-schedule", choices=LR_SCHEDULES,
-        help="plateau (default): multiply the rate by --lr-factor after --lr-patience epochs without progress "
-             "on --monitor; cosine: a half cosine from --lr to --min-lr over the phase's epochs, the same for "
-             "every run whatever its validation curve (early stopping still applies; raise --patience to run it all)")
-    add("--label-smoothing", type=float,
-        help="cross-entropy against (1 - X) * one-hot + X / 7 (0: none; not with --loss l2svm)")
-    add("--monitor", choices=("val_accuracy", "val_loss"), help="validation metric for checkpoint/early stop")
-    add("--precision", metavar="|".join(PRECISIONS),
-        help="Keras dtype policy of the model's layers (default float32; mixed_bfloat16 uses AMX / "
-             "AVX512-BF16 on CPUs that have them); the output layer, the loss and predictions.npz stay float32")
-    add("--teacher", metavar="RUN,RUN,...",
-        help="distil from these runs (folders, names under --out, zoo release runs, or 'release'): their "
-             "TTA-averaged probabilities on Training become soft targets, cached in the run folder")
-    add("--distill-temperature", type=float, help="softmax temperature of the distillation term (default 4)")
-    add("--distill-alpha", type=float, help="weight of the hard labels, 1 - that of the soft targets (default 0.5)")
-    add("--distill-targets", choices=DISTILL_TARGETS,
-        help="clean (default): the teachers' TTA average on each un-augmented face, computed once and cached; "
-             "augmented: the teachers' output on the student's augmented batch, every step (slower)")
-    add("--out", default="artifacts", help="output folder (default: artifacts/)")
-    add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
-    add("--tta-views", default="default",
-        help="comma-separated TTA views, 'default' (10 views) or 'none' (identity only)")
-    add("--tensorboard", action="store_true",
-        help="also write Keras's TensorBoard logs to RUN_FOLDER/tensorboard (tensorboard --logdir OUT shows "
-             "every run side by side); a resumed run appends to them; not part of the run's identity")
-    add("--strategy", choices=STRATEGIES, default="default",
-        help="mirrored: one replica per visible GPU (or logical CPU device), gradients averaged each step; the "
-             "batch size is the global batch; not part of the run's identity")
-    add("--threads", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's choice)")
-    add("--restart", action="store_true", help="discard an existing run folder's training state and start over")
-    add("--finish", action="store_true",
-        help="end a stopped run now: write its predictions and run.json from the best epoch saved so far, "
-             "without training further (run.json records finished_early)")
-    add("--check", action="store_true",
-        help="check the member, options, weights, data and run folder, then exit without training")
-    add("--verbose", choices=("auto", "0", "1", "2"), default="auto",
-        help="auto: progress bar on a terminal, one line per epoch otherwise")
-    if spec is not None:
-        group = parser.add_argument_group(f"options of {spec.name}")
-        for opt in spec.options:
-            _add_member_option(group, opt)
-    return parser
-
-
-def _add_member_option(group, opt: MemberOption) -> None:
-    """Declare one member option on the parser (bool options get --x / --no-x)."""
-    if opt.type is bool:
-        group.add_argument(opt.flag, dest=opt.name, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"{opt.help} (default: {opt.default})")
-    else:
-        group.add_argument(opt.flag, dest=opt.name, type=opt.type, choices=opt.choices, default=None,
-                           help=f"{opt.help} (default: {opt.default})")
-
-
-COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "limit", "seed", "augment",
-               "augmentation", "patience", "lr_patience", "lr_schedule", "label_smoothing", "monitor", "precision",
-               "teacher", "distill_temperature", "distill_alpha", "distill_targets")
-
-
-def parse_tta_views(text: str) -> list[str]:
-    """View names from ``--tta-views``; ValueError on an unknown view."""
-    if text == "default":
-        return tta.default_views()
-    if text == "none":
-        return ["identity"]
-    return tta.parse_views([v for v in _split_views(text) if v])
-
-
-def _split_views(text: str) -> list[str]:
-    """Split on commas outside parentheses (``shift(2,0),hflip``)."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    return out + [cur.strip()]
-
-
-def _check_positive(cfg: dict) -> None:
-    for key in ("epochs", "batch_size", "image_size", "patience", "lr_patience"):
-        if int(cfg[key]) < 1:
-            raise MemberError(f"--{key.replace('_', '-')} must be positive. Received: {key}={cfg[key]!r}")
-    if float(cfg["lr"]) <= 0:
-        raise MemberError(f"--lr must be positive. Received: lr={cfg['lr']!r}")
-    if not 0.0 <= float(cfg["label_smoothing"]) < 1.0:
-        raise MemberError(f"--label-smoothing must be in [0, 1). Received: label_smoothing={cfg['label_smoothing']!r}")
-    if cfg["limit"] is not None and int(cfg["limit"]) < 1:
-        raise MemberError(f"--limit must be positive. Received: limit={cfg['limit']!r}")
-    check_precision(cfg["precision"])
-    if cfg.get("lr_schedule", "plateau") not in LR_SCHEDULES:
-        raise MemberError(f"--lr-schedule must be one of {list(LR_SCHEDULES)}. Received: "
-                          f"lr_schedule={cfg['lr_schedule']!r}")
-    if cfg.get("teacher") is not None:
-        check_distillation(cfg["distill_temperature"], cfg["distill_alpha"])
-    if cfg.get("distill_targets", "clean") not in DISTILL_TARGETS:
-        raise MemberError(f"--distill-targets must be one of {list(DISTILL_TARGETS)}. "
-                          f"Received: distill_targets={cfg['distill_targets']!r}")
-
-
-def check_distillation_member(spec: MemberSpec, cfg: dict) -> None:
-    """Raise MemberError when ``--teacher`` cannot work with this member or these options."""
-    if cfg.get("teacher") is None:
-        return
-    if spec.output != "probs":
-        raise MemberError(f"--teacher needs a member whose output is probabilities; {spec.name} outputs "
-                          f"{spec.output} with its own loss (e.g. --loss l2svm). Received: teacher={cfg['teacher']!r}")
-    if float(cfg["label_smoothing"]):
-        raise MemberError("--teacher and --label-smoothing both soften the targets: give one of them. "
-                          f"Received: label_smoothing={cfg['label_smoothing']!r}")
-    if cfg.get("cache_frozen"):
-        raise MemberError("--teacher cannot train from --cache-frozen features (the cache stores integer labels "
-                          "only); drop --cache-frozen")
-
-
-def check_precision(precision: str) -> None:
-    """Raise MemberError unless ``precision`` is one of ``PRECISIONS``."""
-    if precision not in PRECISIONS:
-        raise MemberError(f"--precision must be one of {list(PRECISIONS)}. Received: precision={precision!r}")
-
-
-@contextlib.contextmanager
-def precision_policy(precision: str):
-    """Keras's global dtype policy set to ``precision`` inside the block, the previous one restored after.
-
-    Layers take the global policy when they are constructed, so a model built inside the block
-    keeps ``precision`` for training, saving and prediction; the policy does not leak into code
-    that runs later in the process (the data pipeline, other runs, tests).
-
-    Args:
-        precision: one of ``PRECISIONS``.
-
-    Raises:
-        MemberError: an unknown precision.
-    """
-    check_precision(precision)
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-# ----------------------------------------------------------------------------- run folder
-def _normalise(obj: Any) -> Any:
-    """JSON round trip, so saved and fresh identities compare equal."""
-    return json.loads(json.dumps(obj, default=str))
-
-
-def _diff(saved: dict, fresh: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(saved) | set(fresh))
-    out = []
-    for k in keys:
-        a, b = saved.get(k), fresh.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
-    return out
-
-
-def same_run(saved: dict, fresh: dict) -> bool:
-    """Same member, config and data (by content hash when both fingerprints have one, else whole)."""
-    if saved.get("member") != fresh.get("member") or saved.get("config") != fresh.get("config"):
-        return False
-    a, b = saved.get("data_fingerprint") or {}, fresh.get("data_fingerprint") or {}
-    if a.get("sha256") and b.get("sha256"):
-        return a["sha256"] == b["sha256"]
-    return a == b
-
-
-def read_identity(config_path: Path, spec: MemberSpec | None = None) -> dict:
-    """A run folder's saved identity; with ``spec``, options added since it was saved are filled in.
-
-    A run made before a member gained an option was made with that option's default, or with its
-    legacy value (``MemberSpec.legacy_values``), so it still resumes (and ``run_all.sh`` still
-    skips it when complete) after an upgrade. Without ``spec`` the config is returned as saved.
-    """
-    saved = json.loads(config_path.read_text())
-    if spec is not None and isinstance(saved.get("config"), dict):
-        filled = {**spec.default_config(), **spec.legacy_values()}
-        missing = {k: v for k, v in filled.items() if k not in saved["config"]}
-        saved["config"] = {**_normalise(missing), **saved["config"]}
-    return saved
-
-
-def keep_legacy_options(spec: MemberSpec, cfg: dict, given: dict, run_dir: Path) -> dict:
-    """``cfg`` with the legacy value of each option the command line left unset when ``run_dir``
-    holds a run saved before that option existed: the same command resumes it."""
-    config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():
-        return cfg
-    saved = read_identity(config_path).get("config")
-    if not isinstance(saved, dict):
-        return cfg
-    kept = {k: v for k, v in spec.legacy_values().items() if given.get(k) is None and k not in saved}
-    for key, value in kept.items():
-        print(f"{run_dir}: saved before --{key.replace('_', '-')} existed; continuing with {key}={value!r}",
-              flush=True)
-    return {**cfg, **kept}
-
-
-def _resumable(run_dir: Path) -> bool:
-    """The folder holds a saved epoch to continue from (resume state and last model)."""
-    return (run_dir / STATE_FILE).exists() and (run_dir / LAST_MODEL).exists()
-
-
-def prepare_run_dir(run_dir: Path, identity: dict, restart: bool, spec: MemberSpec | None = None) -> str:
-    """Check ``run_dir`` against this run's identity; returns 'fresh', 'resume' or 'complete'.
-
-    ``spec`` fills options missing from an older saved config (``read_identity``).
-
-    Raises:
-        RunConfigError: the folder holds a run with another config and ``restart`` is False.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_path = run_dir / CONFIG_FILE
-    saved = read_identity(config_path, spec) if config_path.exists() else None
-    if restart or (saved is None and any((run_dir / f).exists() for f in RUN_FILES)):
-        if not restart:
-            raise RunConfigError(f"{run_dir} holds files of an unknown run (no {CONFIG_FILE}); "
-                                 f"use --restart to overwrite or --run-name for another folder")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        saved = None
-    if saved is not None and not same_run(saved, identity):
-        changes = "; ".join(_diff(saved, identity))
-        raise RunConfigError(f"{run_dir} holds a run made with another config or data ({changes}); rerun with "
-                             f"--restart to start over or choose another --run-name")
-    atomic_write_json(config_path, identity)
-    if (run_dir / PREDICTIONS_FILE).exists() and (run_dir / RUN_FILE).exists():
-        return "complete"
-    if _resumable(run_dir):
-        return "resume"
-    for name in (STATE_FILE, LAST_MODEL, BEST_WEIGHTS, BEST_MODEL, HISTORY_FILE):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)  # --tensorboard logs of a discarded run
-    return "fresh"
+from members.registry import MemberError, MemberSpec, describe_members, get_member
+from members.run_folder import (CONFIG_FILE, TENSORBOARD_DIR, RunConfigError, check_same_run, keep_legacy_options,
+                                normalise, prepare_run_dir, read_identity, read_state, resumable)
+from members.train_options import (COMMON_KEYS, build_parser, check_config, check_distillation_member, check_precision,
+                                   common_parser, parse_tta_views, precision_policy)
 
 
 # ----------------------------------------------------------------------------- training
@@ -441,18 +159,13 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
         if checkpoint.diverged:
             print(f"warning: training diverged (NaN/Inf loss) in epoch {checkpoint_epoch[0] + 1}; "
                   f"keeping the best checkpoint (epoch {checkpoint.best_epoch})", file=sys.stderr, flush=True)
-            state = _read_state(run_dir)
+            state = read_state(run_dir)
             state["diverged"] = True
             return state
-        state = _read_state(run_dir)
+        state = read_state(run_dir)
         epoch, best, best_epoch, restore = int(state["epoch"]), state["best"], state["best_epoch"], {}
         phase_start = epoch
-    return _read_state(run_dir)
-
-
-def _read_state(run_dir: Path) -> dict:
-    path = run_dir / STATE_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_state(run_dir)
 
 
 def load_training_data(cfg: dict, data_path: str | None):
@@ -479,15 +192,11 @@ def check_run(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str | 
     """
     path, data = load_training_data(cfg, data_path)
     run_dir = Path(out) / run_name
-    identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
+    identity = normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
     config_path = run_dir / CONFIG_FILE
     status = "new run"
     if config_path.exists() and not restart:
-        saved = read_identity(config_path, spec)
-        if not same_run(saved, identity):
-            changes = "; ".join(_diff(saved, identity))
-            raise RunConfigError(f"{run_dir} holds a run made with another config or data ({changes}); rerun with "
-                                 f"--restart to start over or choose another --run-name")
+        check_same_run(run_dir, read_identity(config_path, spec), identity)
         done = (run_dir / PREDICTIONS_FILE).exists() and (run_dir / RUN_FILE).exists()
         status = "complete, will be skipped" if done else "will resume"
     return f"{run_name}: ok ({spec.name}, {len(data.train.y)}/{len(data.val.y)}/{len(data.test.y)} images from {path}; {status})"
@@ -538,8 +247,8 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else int(verbose)
     path, data = load_training_data(cfg, data_path)
     run_dir = Path(out) / run_name
-    identity = _normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
-    if finish and not (run_dir / RUN_FILE).exists() and not (_resumable(run_dir) and (run_dir / BEST_WEIGHTS).exists()):
+    identity = normalise({"member": spec.name, "config": cfg, "data_fingerprint": data.fingerprint})
+    if finish and not (run_dir / RUN_FILE).exists() and not (resumable(run_dir) and (run_dir / BEST_WEIGHTS).exists()):
         # checked before prepare_run_dir, which would clear a folder it cannot resume
         raise RunConfigError(f"{run_dir}: no saved epoch to finish from (needs {STATE_FILE}, {LAST_MODEL} and "
                              f"{BEST_WEIGHTS}); train it first")
@@ -553,7 +262,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
     stats = spec.fit_stats(data.train.x, cfg) if spec.fit_stats else {}
     weights = class_weights(data.train.y) if cfg["class_weights"] else None
     if finish:
-        state = {**_read_state(run_dir), "finished_early": True}
+        state = {**read_state(run_dir), "finished_early": True}
         print(f"{run_dir}: finishing after epoch {state.get('epoch')} without further training "
               f"(best {cfg['monitor']} {state.get('best')} at epoch {state.get('best_epoch')})", flush=True)
         _, _, distillation = distillation_targets(cfg, out, data, run_dir, build=False)
@@ -567,7 +276,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         replicas = int(dist.num_replicas_in_sync)
         if replicas > 1 and backend.uses_tf_data():
             synchronize_batch_norm(model)
-        state = _read_state(run_dir) if status == "resume" else {}
+        state = read_state(run_dir) if status == "resume" else {}
         if state:
             backend.check_resume(state.get("backend"), run_dir)
             model.optimizer.build(model.trainable_variables)
@@ -718,7 +427,7 @@ def tensorboard_callback(run_dir: Path) -> keras.callbacks.TensorBoard:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a user's mistake)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    first, _ = _common_parser(add_help=False).parse_known_args(argv)
+    first, _ = common_parser(add_help=False).parse_known_args(argv)
     try:
         if first.list:
             for name, description in describe_members():
@@ -737,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {k: getattr(args, k) for k in COMMON_KEYS}
         overrides.update({o.name: getattr(args, o.name) for o in spec.options})
         cfg = spec.resolve_config(overrides)
-        _check_positive(cfg)
+        check_config(cfg)
         check_distillation_member(spec, cfg)
         if cfg["teacher"] is not None:
             resolve_teachers(cfg["teacher"], args.out)  # a missing teacher is refused before the data loads

@@ -17,6 +17,7 @@ from members.callbacks import STATE_FILE, InterruptAfterEpoch, RunCheckpoint, re
 from members.data import load_dataset
 from members.inference import fit_temperature, load_run, softmax
 from members.registry import MemberSpec, Phase, get_member, register_member
+from members.train_options import check_config
 from conftest import write_fake_csv
 
 FAST = ["--epochs", "1", "--batch-size", "16", "--verbose", "2", "--seed", "1", "--fc-units", "32"]
@@ -420,4 +421,4 @@ def test_an_unknown_lr_schedule_is_refused(fake_csv, tmp_path, capsys):
     assert exc.value.code == 2 and "--lr-schedule" in capsys.readouterr().err
     spec = get_member("baseline")
     with pytest.raises(train.MemberError, match="--lr-schedule must be one of"):
-        train._check_positive(spec.resolve_config({"lr_schedule": "step"}))
+        check_config(spec.resolve_config({"lr_schedule": "step"}))
