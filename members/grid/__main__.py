@@ -6,9 +6,9 @@
     python -m members.grid --check [same grid options]    # members.train --check of every run
 
 ``./run_all.sh --scheduler ADDR ...`` calls the first form; ``./run_all.sh`` alone the other two
-(``--check`` checks every run in one process, so TensorFlow is imported once, not once a run). Every run is checked on this machine
-before anything is submitted (``members.train --check``); complete runs are skipped; the others
-train on the cluster (``members.grid.cluster``); the finished ones are combined into
+(``--check`` checks every run in one process, so TensorFlow is imported once, not once a run).
+On a cluster every run is checked on this machine the same way before anything is submitted;
+complete runs are skipped; the others train on the cluster (``members.grid.cluster``); the finished ones are combined into
 ``OUT/report`` and ``OUT/grid.json`` lists every run's outcome. Exit status: 0 when every run
 finished, 1 when some failed (the rest is still combined), 2 when nothing could start.
 """
@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m members.grid", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--scheduler", metavar="tcp://HOST:PORT", help="Dask scheduler to run the grid on")
-    add("--plan", action="store_true", help="print one 'RUN<TAB>COMMAND' line per run and exit")
-    add("--check", action="store_true",
-        help="check every run (members.train --check) on this machine and exit: 2 when one fails")
+    step = parser.add_mutually_exclusive_group()
+    step.add_argument("--plan", action="store_true", help="print one 'RUN<TAB>COMMAND' line per run and exit")
+    step.add_argument("--check", action="store_true",
+                      help="check every run (members.train --check) on this machine and exit: 2 when one fails")
     add("--quick", action="store_true", help="smoke scale (as run_all.sh --quick)")
     add("--quick-limit", type=int, default=QUICK_LIMIT, help=argparse.SUPPRESS)
     add("--data", help="FER2013 file, at this path on every worker too")
@@ -98,9 +99,6 @@ def combine(python: str, out: Path, runs: Sequence[str], data: str | None) -> in
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     args = build_parser().parse_args(argv)
-    if args.plan and args.check:
-        print("members.grid: --plan and --check are separate steps; give one", file=sys.stderr)
-        return 2
     if args.scheduler and not (args.plan or args.check):
         args.data = str(data_on_workers(args.data))
     try:
