@@ -232,6 +232,8 @@ def main(argv=None) -> int:
                 print(f"{n:<13} {p:<15} {plain['step_ms']:>8.0f} {xla['step_ms']:>8.0f} "
                       f"{plain['step_ms'] / xla['step_ms']:>11.2f}x", flush=True)
         return 0
+    if len(precisions) > 1 or precisions[0] != "float32":
+        print(describe_cpu(precisions))
     if len(precisions) > 1:
         print_precision_table([[time_member(n, args.steps, p) for p in precisions] for n in names])
         return 0
@@ -245,6 +247,28 @@ def main(argv=None) -> int:
         print(f"{r['member']:<13} {r['batch']:>5} {r['params']:>11,} {r['step_ms']:>8.0f} {r['images_per_s']:>7.0f} "
               f"{r['epoch_s']:>8.0f} {r['epoch_s'] / ref:>10.2f} {r['epochs']:>10} {r['hours']:>9.2f}")
     return 0
+
+
+def describe_cpu(precisions: list[str]) -> str:
+    """One line: the CPU and, per reduced-precision policy timed, which of its native features it has.
+
+    A policy the CPU lacks the units for is emulated in float32 (``members.hardware``), which the
+    ratios then measure.
+    """
+    from ensemble.provenance import cpu_model
+    from members.hardware import NATIVE_CPU_FEATURES, cpu_features, has_accelerator
+
+    features = cpu_features()
+    parts = [f"CPU: {cpu_model() or 'unknown'} ({os.cpu_count()} cores)"]
+    if has_accelerator():
+        parts.append("a GPU is visible")
+    for p in precisions:
+        if p in NATIVE_CPU_FEATURES:
+            wanted = NATIVE_CPU_FEATURES[p]
+            found = sorted(features & set(wanted)) if features is not None else None
+            verdict = "unknown" if found is None else (", ".join(found) if found else f"none of {', '.join(wanted)}: emulated")
+            parts.append(f"{SHORT[p]} units: {verdict}")
+    return "; ".join(parts)
 
 
 def print_precision_table(rows: list[list[dict]]) -> None:

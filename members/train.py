@@ -35,6 +35,7 @@ from members.inference import Predictor, accuracy, cross_entropy, fit_temperatur
 from members.distribute import check_strategy, even_batch, replicas_in_sync, strategy_scope, synchronize_batch_norm
 from members.distill import (TeacherError, augmented_targets_info, parse_teachers, resolve_teachers, teacher_function,
                              teacher_targets)
+from members.hardware import warn_if_emulated
 from members.losses import DistillationLoss, LabelAccuracy, crossentropy
 from members.pipeline import make_dataset
 from members.registry import MemberError, MemberSpec, describe_members, get_member
@@ -232,6 +233,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         raise RunConfigError("--finish ends a saved run and --restart discards it: give one of them")
     check_precision(cfg.get("precision", "float32"))
     check_strategy(strategy)
+    warn_if_emulated(cfg.get("precision", "float32"))
     commit = git_commit()  # the code this process trains with (checked out when it started)
     if threads:
         if not backend.uses_tf_data():

@@ -1,0 +1,86 @@
+"""Whether this machine runs a reduced-precision dtype policy natively, or emulates it slowly.
+
+Keras's ``mixed_bfloat16`` and ``mixed_float16`` policies speed a convolution network up only where the
+hardware computes in those types: a GPU, or a CPU with the matrix or vector units for them (Intel's
+AMX and AVX512-BF16 for bfloat16; AMX-FP16 and AVX512-FP16 for float16). Elsewhere oneDNN converts
+every tensor to float32 and back. Measured here on 2026-12-03 (``benchmarks/bench_member_cost.py
+--precision float32,mixed_bfloat16`` on an AMD EPYC with AVX2 only): ``mixed_bfloat16`` made a
+training step 2x slower for the baseline, 12x for ``cnn8`` and 14x for ``model2``; on an Intel Xeon
+with AMX the same policy made them up to 3.3x faster. ``members.train`` warns before such a run.
+
+The CPU's features are read from ``/proc/cpuinfo`` (Linux); elsewhere they are unknown and nothing
+is said.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Any one of these CPU features computes the policy's type natively.
+NATIVE_CPU_FEATURES = {
+    "mixed_bfloat16": ("amx_bf16", "avx512_bf16"),
+    "mixed_float16": ("amx_fp16", "avx512_fp16"),
+}
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_features(path: str | os.PathLike = CPUINFO) -> set[str] | None:
+    """The feature flags of the first CPU in ``path`` (``/proc/cpuinfo``); None where it cannot be read."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86, ARM
+            return set(value.split())
+    return None
+
+
+def has_accelerator() -> bool:
+    """Whether the active Keras backend sees a GPU (or another accelerator) to train on."""
+    from members import backend
+
+    name = backend.name()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if name == "jax":
+        import jax
+
+        return any(d.platform != "cpu" for d in jax.devices())
+    if name == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def slow_precision_warning(precision: str, features: set[str] | None, accelerator: bool) -> str | None:
+    """A warning when ``precision`` would be emulated on this CPU, else None.
+
+    Args:
+        precision: a Keras dtype policy name (``float32`` never warns).
+        features: the CPU's feature flags (``cpu_features``); None: unknown, no warning.
+        accelerator: a GPU will run the model (no warning: GPUs compute both types).
+    """
+    native = NATIVE_CPU_FEATURES.get(precision)
+    if native is None or accelerator or features is None or features & set(native):
+        return None
+    return (f"--precision {precision}: this CPU has none of {', '.join(native)} and no GPU is visible, so every "
+            f"layer is computed in float32 with conversions around it (measured on an AVX2-only AMD EPYC: "
+            f"mixed_bfloat16 training steps 2x to 14x slower than float32). Use --precision float32 unless the run "
+            f"must match one started on another machine.")
+
+
+def warn_if_emulated(precision: str) -> str | None:
+    """Print ``slow_precision_warning`` for this machine to stderr (and return it) when there is one."""
+    if precision not in NATIVE_CPU_FEATURES:
+        return None
+    message = slow_precision_warning(precision, cpu_features(), has_accelerator())
+    if message:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    return message
