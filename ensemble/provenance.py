@@ -11,12 +11,15 @@ import subprocess
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+CPUINFO = Path("/proc/cpuinfo")
+# CPU features that set training speed on x86: vector width, and native bfloat16 / float16 units.
+SPEED_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
 
 
 def cpu_model() -> str | None:
     """The CPU's model name (``model name`` in ``/proc/cpuinfo``), else ``platform.processor()``; None if neither."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name" and value.strip():
@@ -26,9 +29,29 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_features(path: str | os.PathLike = CPUINFO) -> set[str] | None:
+    """The feature flags of the first CPU in ``path`` (``/proc/cpuinfo``); None where it cannot be read."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86, ARM
+            return set(value.split())
+    return None
+
+
 def machine_info() -> dict:
-    """``{"cores": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform()}``."""
-    return {"cores": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform()}
+    """``{"cores": os.cpu_count(), "cpu": cpu_model(), "cpu_features": [...], "platform": platform.platform()}``.
+
+    ``cpu_features`` lists which of ``SPEED_FEATURES`` the CPU has (None where unknown): the vector and
+    matrix units that decide how fast a run trains, and whether bfloat16 is native or emulated.
+    """
+    features = cpu_features()
+    return {"cores": os.cpu_count(), "cpu": cpu_model(),
+            "cpu_features": None if features is None else sorted(features & set(SPEED_FEATURES)),
+            "platform": platform.platform()}
 
 
 def git_commit(folder: str | os.PathLike | None = None) -> str | None:

@@ -8,35 +8,21 @@ every tensor to float32 and back. Measured here on 2026-12-03 (``benchmarks/benc
 training step 2x slower for the baseline, 12x for ``cnn8`` and 14x for ``model2``; on an Intel Xeon
 with AMX the same policy made them up to 3.3x faster. ``members.train`` warns before such a run.
 
-The CPU's features are read from ``/proc/cpuinfo`` (Linux); elsewhere they are unknown and nothing
-is said.
+The CPU's features are read from ``/proc/cpuinfo`` (Linux, ``ensemble.provenance.cpu_features``);
+elsewhere they are unknown and nothing is said.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
+
+from ensemble.provenance import cpu_features
 
 # Any one of these CPU features computes the policy's type natively.
 NATIVE_CPU_FEATURES = {
     "mixed_bfloat16": ("amx_bf16", "avx512_bf16"),
     "mixed_float16": ("amx_fp16", "avx512_fp16"),
 }
-CPUINFO = Path("/proc/cpuinfo")
-
-
-def cpu_features(path: str | os.PathLike = CPUINFO) -> set[str] | None:
-    """The feature flags of the first CPU in ``path`` (``/proc/cpuinfo``); None where it cannot be read."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86, ARM
-            return set(value.split())
-    return None
 
 
 def has_accelerator() -> bool:

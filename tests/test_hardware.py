@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ensemble import provenance
 from members import hardware, train
 
 X86 = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 {extra}\n\nprocessor\t: 1\nflags\t: fpu\n"
@@ -12,12 +13,12 @@ X86 = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 {extra}\
 def test_cpu_features_reads_the_first_cpus_flags_and_none_when_unreadable(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text(X86.format(extra="amx_bf16 amx_tile"))
-    assert hardware.cpu_features(info) == {"fpu", "sse2", "avx2", "amx_bf16", "amx_tile"}
+    assert provenance.cpu_features(info) == {"fpu", "sse2", "avx2", "amx_bf16", "amx_tile"}
     info.write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")  # ARM's spelling
-    assert hardware.cpu_features(info) == {"fp", "asimd", "bf16"}
+    assert provenance.cpu_features(info) == {"fp", "asimd", "bf16"}
     info.write_text("processor\t: 0\n")
-    assert hardware.cpu_features(info) is None
-    assert hardware.cpu_features(tmp_path / "absent") is None
+    assert provenance.cpu_features(info) is None
+    assert provenance.cpu_features(tmp_path / "absent") is None
 
 
 @pytest.mark.parametrize("precision, features, accelerator, warns", [
@@ -48,3 +49,10 @@ def test_train_warns_before_an_emulated_bfloat16_run(tmp_path, capsys, monkeypat
     assert "nope.csv" in err
     assert train.main(argv) == 2
     assert "warning" not in capsys.readouterr().err  # float32: nothing to say
+
+
+def test_machine_info_records_the_speed_features_of_the_cpu(monkeypatch):
+    monkeypatch.setattr(provenance, "cpu_features", lambda path=None: {"sse2", "avx2", "amx_bf16", "amx_tile"})
+    assert provenance.machine_info()["cpu_features"] == ["amx_bf16", "amx_tile", "avx2"]  # sorted, sse2 dropped
+    monkeypatch.setattr(provenance, "cpu_features", lambda path=None: None)
+    assert provenance.machine_info()["cpu_features"] is None

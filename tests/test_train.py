@@ -203,7 +203,7 @@ def test_members_output_float32_under_mixed_bfloat16_and_a_bfloat16_output_is_re
 
 def test_provenance_names_the_machine_and_never_fails_without_git(tmp_path, monkeypatch):
     machine = provenance.machine_info()
-    assert set(machine) == {"cores", "cpu", "platform"} and machine["cores"] >= 1 and machine["platform"]
+    assert set(machine) == {"cores", "cpu", "cpu_features", "platform"} and machine["cores"] >= 1 and machine["platform"]
     commit = provenance.git_commit()
     if (provenance.PROJECT_DIR / ".git").exists():
         assert len(commit) == 40 and int(commit, 16) >= 0
