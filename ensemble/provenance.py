@@ -12,8 +12,9 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 CPUINFO = Path("/proc/cpuinfo")
-# CPU features that set training speed on x86: vector width, and native bfloat16 / float16 units.
-SPEED_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
+# CPU features that set training speed: vector width, and native bfloat16 / float16 units (x86, then ARM).
+SPEED_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16",
+                  "asimd", "asimdhp", "bf16", "sve")
 
 
 def cpu_model() -> str | None:

@@ -2,11 +2,12 @@
 
 Keras's ``mixed_bfloat16`` and ``mixed_float16`` policies speed a convolution network up only where the
 hardware computes in those types: a GPU, or a CPU with the matrix or vector units for them (Intel's
-AMX and AVX512-BF16 for bfloat16; AMX-FP16 and AVX512-FP16 for float16). Elsewhere oneDNN converts
-every tensor to float32 and back. Measured here on 2026-12-03 (``benchmarks/bench_member_cost.py
---precision float32,mixed_bfloat16`` on an AMD EPYC with AVX2 only): ``mixed_bfloat16`` made a
-training step 2x slower for the baseline, 12x for ``cnn8`` and 14x for ``model2``; on an Intel Xeon
-with AMX the same policy made them up to 3.3x faster. ``members.train`` warns before such a run.
+AMX and AVX512-BF16 or ARM's BF16 for bfloat16; AMX-FP16, AVX512-FP16 or ARM's half-precision SIMD
+for float16). Elsewhere oneDNN converts every tensor to float32 and back. Measured here on 2026-12-03
+(``benchmarks/bench_member_cost.py --precision float32,mixed_bfloat16`` on an AMD EPYC with AVX2
+only): ``mixed_bfloat16`` made a training step 2x slower for the baseline, 12x for ``cnn8`` and 14x
+for ``model2``; on an Intel Xeon with AMX the same policy made them up to 3.3x faster.
+``members.train`` warns before such a run.
 
 The CPU's features are read from ``/proc/cpuinfo`` (Linux, ``ensemble.provenance.cpu_features``);
 elsewhere they are unknown and nothing is said.
@@ -18,10 +19,10 @@ import sys
 
 from ensemble.provenance import cpu_features
 
-# Any one of these CPU features computes the policy's type natively.
+# Any one of these CPU features computes the policy's type natively (x86 flags, then ARM's).
 NATIVE_CPU_FEATURES = {
-    "mixed_bfloat16": ("amx_bf16", "avx512_bf16"),
-    "mixed_float16": ("amx_fp16", "avx512_fp16"),
+    "mixed_bfloat16": ("amx_bf16", "avx512_bf16", "bf16"),
+    "mixed_float16": ("amx_fp16", "avx512_fp16", "asimdhp"),
 }
 
 

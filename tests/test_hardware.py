@@ -25,6 +25,8 @@ def test_cpu_features_reads_the_first_cpus_flags_and_none_when_unreadable(tmp_pa
     ("mixed_bfloat16", {"avx2"}, False, True),
     ("mixed_bfloat16", {"avx2", "avx512_bf16"}, False, False),
     ("mixed_bfloat16", {"amx_bf16"}, False, False),
+    ("mixed_bfloat16", {"fp", "asimd", "bf16"}, False, False),  # ARM with BF16
+    ("mixed_bfloat16", {"fp", "asimd"}, False, True),
     ("mixed_bfloat16", {"avx2"}, True, False),  # a GPU computes it
     ("mixed_bfloat16", None, False, False),  # unknown CPU: say nothing
     ("mixed_float16", {"avx2", "amx_bf16"}, False, True),  # bfloat16 units do not compute float16
