@@ -67,7 +67,10 @@ def warn_if_emulated(precision: str) -> str | None:
     """Print ``slow_precision_warning`` for this machine to stderr (and return it) when there is one."""
     if precision not in NATIVE_CPU_FEATURES:
         return None
-    message = slow_precision_warning(precision, cpu_features(), has_accelerator())
+    features = cpu_features()
+    if features is None or features & set(NATIVE_CPU_FEATURES[precision]):
+        return None  # unknown, or native: no need to ask the backend for devices
+    message = slow_precision_warning(precision, features, has_accelerator())
     if message:
         print(f"warning: {message}", file=sys.stderr, flush=True)
     return message

@@ -233,7 +233,6 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         raise RunConfigError("--finish ends a saved run and --restart discards it: give one of them")
     check_precision(cfg.get("precision", "float32"))
     check_strategy(strategy)
-    warn_if_emulated(cfg.get("precision", "float32"))
     commit = git_commit()  # the code this process trains with (checked out when it started)
     if threads:
         if not backend.uses_tf_data():
@@ -245,6 +244,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         # Intra-op only: a one-thread inter-op pool can deadlock the input iterator against the
         # train step (seen here: a --threads 1 run hung for good after epoch 5).
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    warn_if_emulated(cfg.get("precision", "float32"))  # after the thread setting: it may list devices
     views = tta.parse_views(views) if views is not None else tta.default_views()
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else int(verbose)
     path, data = load_training_data(cfg, data_path)
