@@ -36,7 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ensemble import metrics, report, voting
+from ensemble import comparisons, metrics, report, voting
+from ensemble.comparisons import ENSEMBLE
 from ensemble.cost import ensemble_cost, run_cost
 from ensemble.artifacts import CLASS_TITLES, CLASSES, NUM_CLASSES, PREDICTIONS_FILE, ContractError, \
     RunPredictions, find_runs, match_runs, read_eval, read_predictions
@@ -44,7 +45,6 @@ from ensemble.artifacts import CLASS_TITLES, CLASSES, NUM_CLASSES, PREDICTIONS_F
 TTA_MODES = ("none", "flip", "all")
 SELECT_MODES = ("all", "greedy")
 PLOT_MODES = ("ensemble", "all", "none")
-ENSEMBLE = "ensemble"
 
 
 class CombineError(ValueError):
@@ -298,7 +298,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
                                  for p in (val_none, val_tta))
     notes = []
     table_rows = comparison_rows(loaded)
-    gain_pairs, best_single = _gain_pairs(names, val_scores, table_rows, tta, notes, loaded)
+    gain_pairs, best_single = comparisons.gain_pairs(names, val_scores, table_rows, tta, notes, loaded)
 
     scored = score_set(names, test_none, test_tta, test_labels, w, voting_mode, temperatures, gain_pairs,
                        n_resamples, seed)
@@ -402,94 +402,6 @@ def _prefixed(scores: dict, prefix: str) -> dict:
     """Prefix the scalar scores (acc, loss, ...) of a set; nested tables keep their names."""
     scalars = ("acc", "acc_tta", "loss", "loss_tta", "top2_acc")
     return {(prefix + k if k in scalars else k): v for k, v in scores.items()}
-
-
-def _gain_pairs(names, val_scores, table_rows, tta, notes, loaded=()) -> tuple[list[tuple[str, str, str, bool]], str]:
-    """The comparisons to bootstrap and the best single run by PublicTest accuracy with TTA."""
-    best_single = max(names, key=lambda n: (val_scores[n][1], -names.index(n)))
-    pairs = []
-    if len(names) > 1:
-        pairs.append(("ensemble", ENSEMBLE, best_single, True))
-    else:
-        notes.append("single run: the ensemble is that run; the ensemble gain and class-weight gains are not computed")
-    if tta != "none":
-        pairs.append(("ensemble_tta", ENSEMBLE, ENSEMBLE, False))
-        pairs += [(f"tta.{n}", n, n, False) for n in names]
-    else:
-        notes.append("--tta none: TTA gains are not computed")
-    pairs += [(f"class_weights.{r['member']}", r["run_cw"], r["run"], True)
-              for r in table_rows if r["run"] and r["run_cw"]]
-    for low, full in precision_pairs(loaded):
-        pairs += [(f"precision.{low}", low, full, True), (f"precision_identity.{low}", low, full, "identity")]
-    for student, twin in distillation_pairs(loaded):
-        pairs += [(f"distillation.{student}", student, twin, True),
-                  (f"distillation_identity.{student}", student, twin, "identity")]
-    for augmented, clean in distill_target_pairs(loaded):
-        pairs += [(f"distill_targets.{augmented}", augmented, clean, True),
-                  (f"distill_targets_identity.{augmented}", augmented, clean, "identity")]
-    return pairs, best_single
-
-
-DISTILL_KEYS = ("teacher", "distill_temperature", "distill_alpha", "distill_targets")
-
-
-def _config(run: RunPredictions) -> dict | None:
-    """A run's resolved config from run.json, made comparable across project versions.
-
-    Runs saved before ``precision`` existed trained in float32, before ``lr_schedule`` with the plateau
-    rule; a student saved before ``distill_targets`` existed used the cached clean targets; a run
-    without a teacher drops the distillation options (unused, and absent from runs saved before them).
-    None when run.json has no config.
-    """
-    cfg = run.info.get("config")
-    if not isinstance(cfg, dict):
-        return None
-    cfg = {**cfg, "precision": cfg.get("precision") or "float32", "lr_schedule": cfg.get("lr_schedule") or "plateau"}
-    if cfg.get("teacher"):
-        cfg.setdefault("distill_targets", "clean")  # the only kind before the option
-    else:
-        cfg = {k: v for k, v in cfg.items() if k not in DISTILL_KEYS}
-    return cfg
-
-
-def _twin_pairs(runs: Sequence[RunPredictions], is_variant, differ: Sequence[str]) -> list[tuple[str, str]]:
-    """(variant run, reference run) pairs of one member whose configs are equal but for the keys ``differ``."""
-    def key(run):
-        cfg = _config(run)
-        rest = {k: v for k, v in (cfg or {}).items() if k not in differ}
-        return None if cfg is None else (run.info.get("member"), bool(run.info.get("class_weights")),
-                                         repr(sorted(rest.items(), key=lambda kv: kv[0])))
-
-    keyed = [(run.name, key(run), is_variant(_config(run))) for run in runs if _config(run) is not None]
-    return [(a, b) for a, ka, va in keyed if va for b, kb, vb in keyed if not vb and kb == ka]
-
-
-def precision_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
-    """(reduced-precision run, float32 run) pairs: same member and config in run.json except ``precision``.
-
-    Their gains (accuracy of the first minus the second, with TTA and on the identity view) test
-    whether bfloat16 or float16 training matches float32.
-    """
-    return _twin_pairs(runs, lambda cfg: cfg["precision"] != "float32", ("precision",))
-
-
-def distillation_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
-    """(student, twin) pairs: same member and config except the teacher and distillation options.
-
-    Their gains test whether a student distilled from a teacher ensemble beats the same architecture
-    trained alone on the hard labels.
-    """
-    return _twin_pairs(runs, lambda cfg: bool(cfg.get("teacher")), DISTILL_KEYS)
-
-
-def distill_target_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
-    """(augmented-target student, clean-target student) pairs: same member, config and teachers.
-
-    Their gains test whether the teacher looking at the student's augmented batch
-    (``--distill-targets augmented``) beats its cached TTA average on the clean face.
-    """
-    students = [r for r in runs if (_config(r) or {}).get("teacher")]
-    return _twin_pairs(students, lambda cfg: cfg["distill_targets"] == "augmented", ("distill_targets",))
 
 
 def _place_gains(target: dict, gains: dict) -> None:

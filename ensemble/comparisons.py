@@ -1,0 +1,117 @@
+"""Which accuracies the aggregator compares: each gain's pair of runs (or the ensemble).
+
+The ensemble against its best single run (chosen on PublicTest), TTA against the identity view, and
+twins: runs of one member whose run.json configs are equal but for one option, read without a deep-
+learning framework. A twin pair is a class-weighted run and its plain one, a reduced-precision run
+and its float32 one, a distilled student and the same architecture trained alone, or students
+distilled from augmented and from clean targets.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ensemble.artifacts import RunPredictions
+
+ENSEMBLE = "ensemble"  # the ensemble's name in score tables and gain pairs
+
+
+def gain_pairs(names, val_scores, table_rows, tta, notes, loaded=()) -> tuple[list[tuple[str, str, str, bool]], str]:
+    """The comparisons to bootstrap and the best single run by PublicTest accuracy with TTA.
+
+    Args:
+        names: the runs, in the aggregator's order.
+        val_scores: per run, (PublicTest accuracy, with TTA).
+        table_rows: ``comparison_rows`` (a member's plain and class-weighted runs).
+        tta: the aggregator's ``--tta`` mode.
+        notes: the report's notes; a comparison left out says why here.
+        loaded: the runs' predictions, for the twins read from run.json.
+
+    Returns:
+        ``(key, a, b, tta)`` tuples (accuracy of a minus b; ``tta`` True, False for the TTA gain
+        itself, or ``"identity"``), and the best single run's name.
+    """
+    best_single = max(names, key=lambda n: (val_scores[n][1], -names.index(n)))
+    pairs = []
+    if len(names) > 1:
+        pairs.append(("ensemble", ENSEMBLE, best_single, True))
+    else:
+        notes.append("single run: the ensemble is that run; the ensemble gain and class-weight gains are not computed")
+    if tta != "none":
+        pairs.append(("ensemble_tta", ENSEMBLE, ENSEMBLE, False))
+        pairs += [(f"tta.{n}", n, n, False) for n in names]
+    else:
+        notes.append("--tta none: TTA gains are not computed")
+    pairs += [(f"class_weights.{r['member']}", r["run_cw"], r["run"], True)
+              for r in table_rows if r["run"] and r["run_cw"]]
+    for low, full in precision_pairs(loaded):
+        pairs += [(f"precision.{low}", low, full, True), (f"precision_identity.{low}", low, full, "identity")]
+    for student, twin in distillation_pairs(loaded):
+        pairs += [(f"distillation.{student}", student, twin, True),
+                  (f"distillation_identity.{student}", student, twin, "identity")]
+    for augmented, clean in distill_target_pairs(loaded):
+        pairs += [(f"distill_targets.{augmented}", augmented, clean, True),
+                  (f"distill_targets_identity.{augmented}", augmented, clean, "identity")]
+    return pairs, best_single
+
+
+DISTILL_KEYS = ("teacher", "distill_temperature", "distill_alpha", "distill_targets")
+
+
+def comparable_config(run: RunPredictions) -> dict | None:
+    """A run's resolved config from run.json, made comparable across project versions.
+
+    Runs saved before ``precision`` existed trained in float32, before ``lr_schedule`` with the plateau
+    rule; a student saved before ``distill_targets`` existed used the cached clean targets; a run
+    without a teacher drops the distillation options (unused, and absent from runs saved before them).
+    None when run.json has no config.
+    """
+    cfg = run.info.get("config")
+    if not isinstance(cfg, dict):
+        return None
+    cfg = {**cfg, "precision": cfg.get("precision") or "float32", "lr_schedule": cfg.get("lr_schedule") or "plateau"}
+    if cfg.get("teacher"):
+        cfg.setdefault("distill_targets", "clean")  # the only kind before the option
+    else:
+        cfg = {k: v for k, v in cfg.items() if k not in DISTILL_KEYS}
+    return cfg
+
+
+def twin_pairs(runs: Sequence[RunPredictions], is_variant, differ: Sequence[str]) -> list[tuple[str, str]]:
+    """(variant run, reference run) pairs of one member whose configs are equal but for the keys ``differ``."""
+    def key(run):
+        cfg = comparable_config(run)
+        rest = {k: v for k, v in (cfg or {}).items() if k not in differ}
+        return None if cfg is None else (run.info.get("member"), bool(run.info.get("class_weights")),
+                                         repr(sorted(rest.items(), key=lambda kv: kv[0])))
+
+    keyed = [(run.name, key(run), is_variant(comparable_config(run))) for run in runs if comparable_config(run) is not None]
+    return [(a, b) for a, ka, va in keyed if va for b, kb, vb in keyed if not vb and kb == ka]
+
+
+def precision_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(reduced-precision run, float32 run) pairs: same member and config in run.json except ``precision``.
+
+    Their gains (accuracy of the first minus the second, with TTA and on the identity view) test
+    whether bfloat16 or float16 training matches float32.
+    """
+    return twin_pairs(runs, lambda cfg: cfg["precision"] != "float32", ("precision",))
+
+
+def distillation_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(student, twin) pairs: same member and config except the teacher and distillation options.
+
+    Their gains test whether a student distilled from a teacher ensemble beats the same architecture
+    trained alone on the hard labels.
+    """
+    return twin_pairs(runs, lambda cfg: bool(cfg.get("teacher")), DISTILL_KEYS)
+
+
+def distill_target_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(augmented-target student, clean-target student) pairs: same member, config and teachers.
+
+    Their gains test whether the teacher looking at the student's augmented batch
+    (``--distill-targets augmented``) beats its cached TTA average on the clean face.
+    """
+    students = [r for r in runs if (comparable_config(r) or {}).get("teacher")]
+    return twin_pairs(students, lambda cfg: cfg["distill_targets"] == "augmented", ("distill_targets",))
