@@ -1,12 +1,18 @@
-"""The reduced-precision check: a CPU without bfloat16/float16 units is named before a slow run."""
+"""What the CPU decides: the reduced-precision warning, the CPU features in run.json, oneDNN kernels on."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from ensemble import provenance
 from members import hardware, train
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 X86 = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 {extra}\n\nprocessor\t: 1\nflags\t: fpu\n"
 
 
@@ -58,3 +64,23 @@ def test_machine_info_records_the_speed_features_of_the_cpu(monkeypatch):
     assert provenance.machine_info()["cpu_features"] == ["amx_bf16", "amx_tile", "avx2"]  # sorted, sse2 dropped
     monkeypatch.setattr(provenance, "cpu_features", lambda path=None: None)
     assert provenance.machine_info()["cpu_features"] is None
+
+
+def _import_members(env_value: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if env_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = env_value
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # TensorFlow then says whether its oneDNN kernels are on
+    code = "import os, members, tensorflow; print('opts=' + os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=REPO_ROOT)
+
+
+def test_members_turns_tensorflows_onednn_kernels_on_unless_the_user_chose():
+    pytest.importorskip("tensorflow")
+    default = _import_members(None)
+    assert default.returncode == 0, default.stderr[-2000:]
+    assert "opts=1" in default.stdout and "oneDNN custom operations are on" in default.stderr
+    chosen = _import_members("0")
+    assert chosen.returncode == 0, chosen.stderr[-2000:]
+    assert "opts=0" in chosen.stdout and "oneDNN custom operations are on" not in chosen.stderr
