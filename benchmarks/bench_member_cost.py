@@ -256,18 +256,17 @@ def describe_cpu(precisions: list[str]) -> str:
     ratios then measure.
     """
     from ensemble.provenance import cpu_model
-    from members.hardware import NATIVE_CPU_FEATURES, cpu_features, has_accelerator
+    from members.hardware import NATIVE_CPU_FEATURES, cpu_features, has_accelerator, native_units
 
     features = cpu_features()
     parts = [f"CPU: {cpu_model() or 'unknown'} ({os.cpu_count()} cores)"]
     if has_accelerator():
         parts.append("a GPU is visible")
-    for p in precisions:
-        if p in NATIVE_CPU_FEATURES:
-            wanted = NATIVE_CPU_FEATURES[p]
-            found = sorted(features & set(wanted)) if features is not None else None
-            verdict = "unknown" if found is None else (", ".join(found) if found else f"none of {', '.join(wanted)}: emulated")
-            parts.append(f"{SHORT[p]} units: {verdict}")
+    for p in (p for p in precisions if p in NATIVE_CPU_FEATURES):
+        found = native_units(p, features)
+        verdict = ("unknown" if found is None else ", ".join(found) if found
+                   else f"none of {', '.join(NATIVE_CPU_FEATURES[p])}: emulated")
+        parts.append(f"{SHORT[p]} units: {verdict}")
     return "; ".join(parts)
 
 

@@ -79,13 +79,14 @@ def comparable_config(run: RunPredictions) -> dict | None:
 
 def twin_pairs(runs: Sequence[RunPredictions], is_variant, differ: Sequence[str]) -> list[tuple[str, str]]:
     """(variant run, reference run) pairs of one member whose configs are equal but for the keys ``differ``."""
-    def key(run):
+    keyed = []
+    for run in runs:
         cfg = comparable_config(run)
-        rest = {k: v for k, v in (cfg or {}).items() if k not in differ}
-        return None if cfg is None else (run.info.get("member"), bool(run.info.get("class_weights")),
-                                         repr(sorted(rest.items(), key=lambda kv: kv[0])))
-
-    keyed = [(run.name, key(run), is_variant(comparable_config(run))) for run in runs if comparable_config(run) is not None]
+        if cfg is None:
+            continue
+        rest = sorted((k, v) for k, v in cfg.items() if k not in differ)
+        key = (run.info.get("member"), bool(run.info.get("class_weights")), repr(rest))
+        keyed.append((run.name, key, is_variant(cfg)))
     return [(a, b) for a, ka, va in keyed if va for b, kb, vb in keyed if not vb and kb == ka]
 
 

@@ -26,6 +26,15 @@ NATIVE_CPU_FEATURES = {
 }
 
 
+def native_units(precision: str, features: set[str] | None) -> list[str] | None:
+    """Which of ``precision``'s native features the CPU has (``[]``: the policy is emulated).
+
+    None when the CPU's features are unknown or ``precision`` needs no units (float32).
+    """
+    wanted = NATIVE_CPU_FEATURES.get(precision)
+    return None if wanted is None or features is None else sorted(features & set(wanted))
+
+
 def has_accelerator() -> bool:
     """Whether the active Keras backend sees a GPU (or another accelerator) to train on."""
     from members import backend
@@ -54,10 +63,9 @@ def slow_precision_warning(precision: str, features: set[str] | None, accelerato
         features: the CPU's feature flags (``cpu_features``); None: unknown, no warning.
         accelerator: a GPU will run the model (no warning: GPUs compute both types).
     """
-    native = NATIVE_CPU_FEATURES.get(precision)
-    if native is None or accelerator or features is None or features & set(native):
+    if accelerator or native_units(precision, features) != []:
         return None
-    return (f"--precision {precision}: this CPU has none of {', '.join(native)} and no GPU is visible, so every "
+    return (f"--precision {precision}: this CPU has none of {', '.join(NATIVE_CPU_FEATURES[precision])} and no GPU is visible, so every "
             f"layer is computed in float32 with conversions around it (measured on an AVX2-only AMD EPYC: "
             f"mixed_bfloat16 training steps 2x to 14x slower than float32). Use --precision float32 unless the run "
             f"must match one started on another machine.")
@@ -65,11 +73,9 @@ def slow_precision_warning(precision: str, features: set[str] | None, accelerato
 
 def warn_if_emulated(precision: str) -> str | None:
     """Print ``slow_precision_warning`` for this machine to stderr (and return it) when there is one."""
-    if precision not in NATIVE_CPU_FEATURES:
-        return None
     features = cpu_features()
-    if features is None or features & set(NATIVE_CPU_FEATURES[precision]):
-        return None  # unknown, or native: no need to ask the backend for devices
+    if native_units(precision, features) != []:
+        return None  # float32, an unknown CPU, or native units: no need to ask the backend for devices
     message = slow_precision_warning(precision, features, has_accelerator())
     if message:
         print(f"warning: {message}", file=sys.stderr, flush=True)
