@@ -8,7 +8,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX512-VNNI, AVX512-BF16 or
 # AMX. On an AVX2-only CPU (most laptops; the AMD EPYC measured here) they make a training step about
-# 2x faster than its default Eigen kernels (baseline 1.9-2.6x, cnn8 2.2-2.7x, model2 1.6-2.0x;
+# 2x faster than its default Eigen kernels (baseline 1.8-2.6x, cnn8 2.2-2.7x, model2 1.6-2.0x;
 # docs/experiments.md, 2026-12-03), so members turns them on before TensorFlow is imported. A user's
 # own TF_ENABLE_ONEDNN_OPTS (0 for TensorFlow's Eigen kernels) is kept.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
