@@ -2,14 +2,16 @@
 
 The ensemble against its best single run (chosen on PublicTest), TTA against the identity view, and
 twins: runs of one member whose run.json configs are equal but for one option, read without a deep-
-learning framework. A twin pair is a class-weighted run and its plain one, a reduced-precision run
-and its float32 one, a distilled student and the same architecture trained alone, or students
-distilled from augmented and from clean targets.
+learning framework. A twin pair is a class-weighted run and its plain one, or one of ``TWIN_KINDS``: a
+reduced-precision run and its float32 one, a distilled student and the same architecture trained
+alone, students distilled from augmented and from clean targets, a cosine-schedule run and its
+plateau-schedule one.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from ensemble.artifacts import RunPredictions
 
@@ -44,15 +46,19 @@ def gain_pairs(names, val_scores, table_rows, tta, notes, loaded=()) -> tuple[li
         notes.append("--tta none: TTA gains are not computed")
     pairs += [(f"class_weights.{r['member']}", r["run_cw"], r["run"], True)
               for r in table_rows if r["run"] and r["run_cw"]]
-    for low, full in precision_pairs(loaded):
-        pairs += [(f"precision.{low}", low, full, True), (f"precision_identity.{low}", low, full, "identity")]
-    for student, twin in distillation_pairs(loaded):
-        pairs += [(f"distillation.{student}", student, twin, True),
-                  (f"distillation_identity.{student}", student, twin, "identity")]
-    for augmented, clean in distill_target_pairs(loaded):
-        pairs += [(f"distill_targets.{augmented}", augmented, clean, True),
-                  (f"distill_targets_identity.{augmented}", augmented, clean, "identity")]
+    for kind in TWIN_KINDS:
+        for variant, reference in kind.pairs(loaded):
+            pairs += [(f"{kind.key}.{variant}", variant, reference, True),
+                      (f"{kind.key}_identity.{variant}", variant, reference, "identity")]
     return pairs, best_single
+
+
+def empty_gains() -> dict:
+    """The summary's ``gains`` before any is computed: per-run dicts for TTA, class weights and each twin kind."""
+    gains = {"ensemble": None, "ensemble_tta": None, "tta": {}, "class_weights": {}}
+    for kind in TWIN_KINDS:
+        gains[kind.key], gains[f"{kind.key}_identity"] = {}, {}
+    return gains
 
 
 DISTILL_KEYS = ("teacher", "distill_temperature", "distill_alpha", "distill_targets")
@@ -116,3 +122,43 @@ def distill_target_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]
     """
     students = [r for r in runs if (comparable_config(r) or {}).get("teacher")]
     return twin_pairs(students, lambda cfg: cfg["distill_targets"] == "augmented", ("distill_targets",))
+
+
+SCHEDULE_KEYS = ("lr_schedule", "patience", "lr_patience", "lr_factor")
+
+
+def schedule_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(cosine-schedule run, plateau-schedule run) pairs: same member and config except the schedule.
+
+    The options only the plateau rule reads (``lr_patience``, ``lr_factor``) and the early-stopping
+    ``patience`` may differ too: a cosine run is given the patience to run its whole curve. Their gains
+    test whether the fixed cosine curve beats halving the rate when PublicTest stalls.
+    """
+    return twin_pairs(runs, lambda cfg: cfg["lr_schedule"] == "cosine", SCHEDULE_KEYS)
+
+
+@dataclass(frozen=True)
+class TwinKind:
+    """One kind of twin comparison: where its gains live, how tables name it, how its pairs are found.
+
+    Attributes:
+        key: the summary's ``gains`` key (the identity-view gains under ``{key}_identity``).
+        label: the first words of its rows in results tables, e.g. ``precision, `RUN` ``.
+        variant: how the report names the variant run, e.g. ``augmented`` (empty: the run's name alone).
+        reference: how the report names the reference run, e.g. ``float32``.
+        pairs: (variant run, reference run) pairs among loaded runs.
+    """
+
+    key: str
+    label: str
+    variant: str
+    reference: str
+    pairs: Callable[[Sequence[RunPredictions]], list[tuple[str, str]]]
+
+
+TWIN_KINDS = (
+    TwinKind("precision", "precision", "", "float32", precision_pairs),
+    TwinKind("distillation", "distillation", "", "trained alone", distillation_pairs),
+    TwinKind("distill_targets", "distillation targets", "augmented", "clean", distill_target_pairs),
+    TwinKind("schedule", "learning-rate schedule", "cosine", "plateau", schedule_pairs),
+)

@@ -34,6 +34,7 @@ import numpy as np
 
 from ensemble import metrics, plots, report
 from ensemble.artifacts import verify_if_zoo
+from ensemble.comparisons import TWIN_KINDS
 from ensemble.report import MISSING, fmt_num, fmt_p, fmt_pct, is_missing
 
 FACES_PER_CLASS = 8
@@ -230,9 +231,7 @@ def build_page(summary: dict, arrays: dict, evals: dict | None = None, command: 
         items.append(("TTA: ensemble", gains["ensemble_tta"]))
     items += [(f"TTA: {n}", g) for n, g in gains.get("tta", {}).items()]
     items += [(f"class weights: {m}", g) for m, g in gains.get("class_weights", {}).items()]
-    items += [(f"precision: {n} vs {g['b']}", g) for n, g in gains.get("precision", {}).items()]
-    items += [(f"distillation: {n} vs {g['b']}", g) for n, g in gains.get("distillation", {}).items()]
-    items += [(f"distillation targets: {n} vs {g['b']}", g) for n, g in gains.get("distill_targets", {}).items()]
+    items += [(f"{kind.label}: {n} vs {g['b']}", g) for kind in TWIN_KINDS for n, g in gains.get(kind.key, {}).items()]
     body.append("<h2>Gains (a − b, PrivateTest)</h2>")
     if items:
         body.append(_table(["Comparison", "Δ points", "95 % interval", "McNemar p", "only a right", "only b right"],

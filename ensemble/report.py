@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ensemble.artifacts import atomic_write_bytes, atomic_write_json
+from ensemble.comparisons import TWIN_KINDS
 
 MISSING = "—"
 
@@ -187,8 +188,8 @@ def _gain_row(label: str, gain: dict | None) -> list[str]:
 
 def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequence[dict] = ()) -> str:
     """The gains table: ensemble over the best single run, TTA per classifier, class weighting per member,
-    reduced precision against float32 (runs whose configs differ only in ``precision``) and a distilled
-    student against its twin trained alone (and a student with augmented targets against one with clean)."""
+    and each twin kind of ``comparisons.TWIN_KINDS`` (e.g. bfloat16 against its float32 twin), with TTA
+    and on the identity view."""
     rows = []
     if gains.get("ensemble"):
         rows.append(_gain_row(f"ensemble vs best single run ({best_single}, chosen on PublicTest)", gains["ensemble"]))
@@ -199,22 +200,14 @@ def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequen
     for member, g in gains.get("class_weights", {}).items():
         r = by_member.get(member, {})
         rows.append(_gain_row(f"class weights: {member} ({r.get('run_cw')} vs {r.get('run')})", g))
-    for run, g in gains.get("precision", {}).items():
-        rows.append(_gain_row(f"precision: {run} vs {g['b']} (float32), with TTA", g))
-        plain = gains.get("precision_identity", {}).get(run)
-        if plain:
-            rows.append(_gain_row(f"precision: {run} vs {plain['b']} (float32), identity view", plain))
-    for run, g in gains.get("distillation", {}).items():
-        rows.append(_gain_row(f"distillation: {run} vs {g['b']} (trained alone), with TTA", g))
-        plain = gains.get("distillation_identity", {}).get(run)
-        if plain:
-            rows.append(_gain_row(f"distillation: {run} vs {plain['b']} (trained alone), identity view", plain))
-    for run, g in gains.get("distill_targets", {}).items():
-        rows.append(_gain_row(f"distillation targets: {run} (augmented) vs {g['b']} (clean), with TTA", g))
-        plain = gains.get("distill_targets_identity", {}).get(run)
-        if plain:
-            rows.append(_gain_row(f"distillation targets: {run} (augmented) vs {plain['b']} (clean), identity view",
-                                  plain))
+    for kind in TWIN_KINDS:
+        variant = f" ({kind.variant})" if kind.variant else ""
+        for run, g in gains.get(kind.key, {}).items():
+            rows.append(_gain_row(f"{kind.label}: {run}{variant} vs {g['b']} ({kind.reference}), with TTA", g))
+            plain = gains.get(f"{kind.key}_identity", {}).get(run)
+            if plain:
+                rows.append(_gain_row(f"{kind.label}: {run}{variant} vs {plain['b']} ({kind.reference}), identity view",
+                                      plain))
     if not rows:
         return "No gains computed (see the notes)."
     headers = ["Comparison (a vs b)", "Δ accuracy, points", "95% CI", "McNemar p", "only a right", "only b right"]

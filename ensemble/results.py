@@ -12,11 +12,12 @@ their headers:
   (one run alone is its own ensemble). Checked columns: ``PrivateTest acc`` (identity view),
   ``with TTA``, ``cross-entropy`` (with TTA), ``PublicTest acc`` (with TTA), as ``65.65 %`` and ``0.948``.
 * gain tables (a ``points`` column): the first cell names the gain: ``TTA, `RUN` `` (a run's TTA gain),
-  ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``precision, `RUN` `` / ``precision without TTA,
-  `RUN` `` (a bfloat16 or float16 run against its float32 twin), ``distillation, `RUN` `` /
-  ``distillation without TTA, `RUN` `` (a student against its twin trained alone),
-  ``distillation targets, `RUN` `` / ``distillation targets without TTA, `RUN` `` (a student with
-  augmented targets against its twin with clean ones) or ``ensemble vs best single run``; checked
+  ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``ensemble vs best single run``, or a twin kind of
+  ``ensemble.comparisons.TWIN_KINDS`` with TTA or without: ``precision, `RUN` `` / ``precision
+  without TTA, `RUN` `` (a bfloat16 or float16 run against its float32 twin), ``distillation, `RUN` ``
+  (a student against its twin trained alone), ``distillation targets, `RUN` `` (a student with
+  augmented targets against its twin with clean ones), ``learning-rate schedule, `RUN` `` (a cosine
+  run against its plateau twin); checked
   columns ``points`` (``+1.67``), ``95 % CI`` (``[+0.78, +2.59]``) and ``McNemar p``.
 
 Other columns (wall time, paper figure) are left alone, bold marks are ignored, and tables whose
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ensemble import report
+from ensemble.comparisons import TWIN_KINDS, TwinKind
 
 ROOT = Path(__file__).resolve().parents[1]
 _CODE = re.compile(r"`([^`]+)`")
@@ -118,6 +120,14 @@ GAIN_COLUMNS: dict[str, Callable[[dict], str]] = {
 }
 
 
+def _twin_kind(lowered: str) -> TwinKind | None:
+    """The twin kind a lower-cased gain label starts with, the longest label first ("distillation targets")."""
+    for kind in sorted(TWIN_KINDS, key=lambda k: -len(k.label)):
+        if lowered.startswith(kind.label):
+            return kind
+    return None
+
+
 def gain_of(label: str, summary: dict) -> dict:
     """The gain a gain table's first cell names; ValueError when it names none."""
     gains, names = summary["gains"], _CODE.findall(label)
@@ -130,23 +140,13 @@ def gain_of(label: str, summary: dict) -> dict:
         found = gains["tta"].get(names[0])
     elif lowered.startswith("class weighting") and names:
         found = gains["class_weights"].get(names[0])
-    elif lowered.startswith("precision without tta") and names:
-        found = gains.get("precision_identity", {}).get(names[0])
-    elif lowered.startswith("precision") and names:
-        found = gains.get("precision", {}).get(names[0])
-    elif lowered.startswith("distillation targets without tta") and names:
-        found = gains.get("distill_targets_identity", {}).get(names[0])
-    elif lowered.startswith("distillation targets") and names:
-        found = gains.get("distill_targets", {}).get(names[0])
-    elif lowered.startswith("distillation without tta") and names:
-        found = gains.get("distillation_identity", {}).get(names[0])
-    elif lowered.startswith("distillation") and names:
-        found = gains.get("distillation", {}).get(names[0])
+    elif (kind := _twin_kind(lowered)) is not None and names:
+        identity = lowered.startswith(f"{kind.label} without tta")
+        found = gains.get(f"{kind.key}_identity" if identity else kind.key, {}).get(names[0])
     else:
+        twins = "".join(f"'{k.label}, `RUN`', '{k.label} without TTA, `RUN`', " for k in TWIN_KINDS)
         raise ValueError(f"gain row {label!r}: say 'TTA, `RUN`', 'TTA, ensemble', 'class weighting, `MEMBER`', "
-                         f"'precision, `RUN`', 'precision without TTA, `RUN`', 'distillation, `RUN`', "
-                         f"'distillation without TTA, `RUN`', 'distillation targets, `RUN`', "
-                         f"'distillation targets without TTA, `RUN`' or 'ensemble vs best single run'")
+                         f"{twins}or 'ensemble vs best single run'")
     if not found:
         raise ValueError(f"gain row {label!r}: the aggregator computed no such gain")
     return found

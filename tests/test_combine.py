@@ -431,3 +431,34 @@ def test_ensemble_cost_sums_the_chosen_members_run_json_and_names_the_unrecorded
     assert with_c.summary["ensemble"]["cost"]["unknown"] == ["c"]
     assert "Not all recorded for: `c`" in with_c.markdown
     assert "1.50 h of wall time (4.00 core-hours at most)" in combine(root, runs=["a", "b"], write=False).markdown
+
+
+def test_a_cosine_run_is_compared_with_its_plateau_twin_whatever_their_patience(tmp_path):
+    from ensemble import results
+
+    root = make_runs(tmp_path / "a", ["cnn8-cos", "cnn8-plateau", "cnn8-cos-lr", "cnn8-cos-bf16"])
+    cfg = {"epochs": 60, "seed": 0, "lr": 0.001, "precision": "float32"}
+    configs = {"cnn8-plateau": {**cfg, "patience": 10},  # saved before --lr-schedule: the plateau rule
+               "cnn8-cos": {**cfg, "lr_schedule": "cosine", "patience": 60},
+               "cnn8-cos-lr": {**cfg, "lr_schedule": "cosine", "patience": 60, "lr": 0.01},
+               "cnn8-cos-bf16": {**cfg, "lr_schedule": "cosine", "patience": 60, "precision": "mixed_bfloat16"}}
+    for name, config in configs.items():
+        info = {"member": "cnn8", "class_weights": False, "config": config, "metrics": {}}
+        (root / name / "run.json").write_text(json.dumps(info))
+    result = combine(root, write=False)
+    gains = result.summary["gains"]
+    assert list(gains["schedule"]) == ["cnn8-cos"]  # another rate, or another precision, is no twin
+    assert gains["schedule"]["cnn8-cos"]["b"] == "cnn8-plateau"
+    assert list(gains["precision"]) == ["cnn8-cos-bf16"] and gains["precision"]["cnn8-cos-bf16"]["b"] == "cnn8-cos"
+    runs = {n: _load(root / n) for n in ("cnn8-cos", "cnn8-plateau")}
+    yt = runs["cnn8-plateau"]["test_labels"]
+    acc = {n: (np.mean(r["test_probs"][0].argmax(1) == yt), np.mean(r["test_probs"].mean(0).argmax(1) == yt))
+           for n, r in runs.items()}
+    g, g0 = gains["schedule"]["cnn8-cos"], gains["schedule_identity"]["cnn8-cos"]
+    assert g["delta"] == pytest.approx(acc["cnn8-cos"][1] - acc["cnn8-plateau"][1])
+    assert g0["delta"] == pytest.approx(acc["cnn8-cos"][0] - acc["cnn8-plateau"][0])
+    assert "learning-rate schedule: cnn8-cos (cosine) vs cnn8-plateau (plateau), identity view" in result.markdown
+    assert results.gain_of("learning-rate schedule, `cnn8-cos`", result.summary) is g
+    assert results.gain_of("Learning-rate schedule without TTA, `cnn8-cos`", result.summary) is g0
+    with pytest.raises(ValueError, match="learning-rate schedule, `RUN`"):
+        results.gain_of("schedule, `cnn8-cos`", result.summary)
