@@ -331,6 +331,27 @@ def test_classes_are_the_contract_ones(artifacts):
     assert s["classes"] == list(CLASSES) and combine_mod.NUM_CLASSES == 7
 
 
+def _identity_and_tta_acc(root, *names):
+    """Per run: PrivateTest accuracy of its identity view and of its mean over all views."""
+    runs = {n: _load(root / n) for n in names}
+    yt = runs[names[0]]["test_labels"]
+    return {n: (np.mean(r["test_probs"][0].argmax(1) == yt), np.mean(r["test_probs"].mean(0).argmax(1) == yt))
+            for n, r in runs.items()}
+
+
+def _check_twin_gains(root, result, key, label, variant, reference):
+    """A twin gain, with TTA and on the identity view: the accuracy difference, and the README label finds it."""
+    from ensemble import results
+
+    acc = _identity_and_tta_acc(root, variant, reference)
+    g, g0 = result.summary["gains"][key][variant], result.summary["gains"][f"{key}_identity"][variant]
+    assert g["b"] == g0["b"] == reference
+    assert g["delta"] == pytest.approx(acc[variant][1] - acc[reference][1])
+    assert g0["delta"] == pytest.approx(acc[variant][0] - acc[reference][0])
+    assert results.gain_of(f"{label}, `{variant}`", result.summary) is g
+    assert results.gain_of(f"{label} without TTA, `{variant}`", result.summary) is g0
+
+
 def test_a_bfloat16_run_is_compared_with_its_float32_twin_with_and_without_tta(tmp_path):
     root = make_runs(tmp_path / "a", ["cnn8-bf16", "cnn8-fp32", "other"])
     cfg = {"epochs": 60, "seed": 0}
@@ -340,19 +361,13 @@ def test_a_bfloat16_run_is_compared_with_its_float32_twin_with_and_without_tta(t
                 "config": {**cfg, "precision": precision, **({"seed": 1} if name == "other" else {}),
                            **(unused if name != "cnn8-bf16" else {})}, "metrics": {}}
         (root / name / "run.json").write_text(json.dumps(info))
-    s = combine(root, write=False).summary
-    assert list(s["gains"]["precision"]) == ["cnn8-bf16"]  # "other" differs in its seed too
-    runs = {n: _load(root / n) for n in ("cnn8-bf16", "cnn8-fp32")}
-    yt = runs["cnn8-fp32"]["test_labels"]
-    acc = {n: (np.mean(r["test_probs"][0].argmax(1) == yt), np.mean(r["test_probs"].mean(0).argmax(1) == yt))
-           for n, r in runs.items()}
-    assert s["gains"]["precision"]["cnn8-bf16"]["delta"] == pytest.approx(acc["cnn8-bf16"][1] - acc["cnn8-fp32"][1])
-    assert s["gains"]["precision_identity"]["cnn8-bf16"]["delta"] == pytest.approx(acc["cnn8-bf16"][0] - acc["cnn8-fp32"][0])
-    assert "precision: cnn8-bf16 vs cnn8-fp32 (float32), identity view" in combine(root, write=False).markdown
+    result = combine(root, write=False)
+    assert list(result.summary["gains"]["precision"]) == ["cnn8-bf16"]  # "other" differs in its seed too
+    _check_twin_gains(root, result, "precision", "precision", "cnn8-bf16", "cnn8-fp32")
+    assert "precision: cnn8-bf16 vs cnn8-fp32 (float32), identity view" in result.markdown
 
 
 def test_a_distilled_student_is_compared_with_its_twin_trained_alone(tmp_path):
-    from ensemble import results
 
     root = make_runs(tmp_path / "a", ["baseline", "baseline-student", "student-t2", "baseline-cw"])
     cfg = {"epochs": 80, "seed": 0}  # the twin was saved before --precision and --teacher existed
@@ -368,16 +383,8 @@ def test_a_distilled_student_is_compared_with_its_twin_trained_alone(tmp_path):
     gains = result.summary["gains"]
     assert sorted(gains["distillation"]) == ["baseline-student", "student-t2"] and not gains["precision"]
     assert {g["b"] for g in gains["distillation"].values()} == {"baseline"}  # not the class-weighted run
-    runs = {n: _load(root / n) for n in ("baseline", "baseline-student")}
-    yt = runs["baseline"]["test_labels"]
-    acc = {n: (np.mean(r["test_probs"][0].argmax(1) == yt), np.mean(r["test_probs"].mean(0).argmax(1) == yt))
-           for n, r in runs.items()}
-    g, g0 = gains["distillation"]["baseline-student"], gains["distillation_identity"]["baseline-student"]
-    assert g["delta"] == pytest.approx(acc["baseline-student"][1] - acc["baseline"][1])
-    assert g0["delta"] == pytest.approx(acc["baseline-student"][0] - acc["baseline"][0])
+    _check_twin_gains(root, result, "distillation", "distillation", "baseline-student", "baseline")
     assert "distillation: baseline-student vs baseline (trained alone), with TTA" in result.markdown
-    assert results.gain_of("distillation, `baseline-student`", result.summary) is g
-    assert results.gain_of("distillation without TTA, `baseline-student`", result.summary) is g0
 
 
 def test_a_student_with_augmented_targets_is_compared_with_its_clean_target_twin(tmp_path):
@@ -398,9 +405,7 @@ def test_a_student_with_augmented_targets_is_compared_with_its_clean_target_twin
     assert list(gains["distill_targets"]) == ["student-aug"]  # the T=2 student has no clean twin
     assert gains["distill_targets"]["student-aug"]["b"] == "student"
     assert sorted(gains["distillation"]) == ["student", "student-aug", "student-aug-t2"]
-    runs = {n: _load(root / n) for n in ("student", "student-aug")}
-    yt = runs["student"]["test_labels"]
-    acc = {n: np.mean(r["test_probs"].mean(0).argmax(1) == yt) for n, r in runs.items()}
+    acc = {n: tta for n, (_, tta) in _identity_and_tta_acc(root, "student", "student-aug").items()}
     g = gains["distill_targets"]["student-aug"]
     assert g["delta"] == pytest.approx(acc["student-aug"] - acc["student"])
     assert "distillation targets: student-aug (augmented) vs student (clean), with TTA" in result.markdown
@@ -450,15 +455,7 @@ def test_a_cosine_run_is_compared_with_its_plateau_twin_whatever_their_patience(
     assert list(gains["schedule"]) == ["cnn8-cos"]  # another rate, or another precision, is no twin
     assert gains["schedule"]["cnn8-cos"]["b"] == "cnn8-plateau"
     assert list(gains["precision"]) == ["cnn8-cos-bf16"] and gains["precision"]["cnn8-cos-bf16"]["b"] == "cnn8-cos"
-    runs = {n: _load(root / n) for n in ("cnn8-cos", "cnn8-plateau")}
-    yt = runs["cnn8-plateau"]["test_labels"]
-    acc = {n: (np.mean(r["test_probs"][0].argmax(1) == yt), np.mean(r["test_probs"].mean(0).argmax(1) == yt))
-           for n, r in runs.items()}
-    g, g0 = gains["schedule"]["cnn8-cos"], gains["schedule_identity"]["cnn8-cos"]
-    assert g["delta"] == pytest.approx(acc["cnn8-cos"][1] - acc["cnn8-plateau"][1])
-    assert g0["delta"] == pytest.approx(acc["cnn8-cos"][0] - acc["cnn8-plateau"][0])
+    _check_twin_gains(root, result, "schedule", "Learning-rate schedule", "cnn8-cos", "cnn8-plateau")
     assert "learning-rate schedule: cnn8-cos (cosine) vs cnn8-plateau (plateau), identity view" in result.markdown
-    assert results.gain_of("learning-rate schedule, `cnn8-cos`", result.summary) is g
-    assert results.gain_of("Learning-rate schedule without TTA, `cnn8-cos`", result.summary) is g0
     with pytest.raises(ValueError, match="learning-rate schedule, `RUN`"):
         results.gain_of("schedule, `cnn8-cos`", result.summary)
