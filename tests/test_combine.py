@@ -368,7 +368,6 @@ def test_a_bfloat16_run_is_compared_with_its_float32_twin_with_and_without_tta(t
 
 
 def test_a_distilled_student_is_compared_with_its_twin_trained_alone(tmp_path):
-
     root = make_runs(tmp_path / "a", ["baseline", "baseline-student", "student-t2", "baseline-cw"])
     cfg = {"epochs": 80, "seed": 0}  # the twin was saved before --precision and --teacher existed
     configs = {"baseline": cfg, "baseline-cw": cfg,
