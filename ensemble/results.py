@@ -17,8 +17,8 @@ their headers:
   without TTA, `RUN` `` (a bfloat16 or float16 run against its float32 twin), ``distillation, `RUN` ``
   (a student against its twin trained alone), ``distillation targets, `RUN` `` (a student with
   augmented targets against its twin with clean ones), ``learning-rate schedule, `RUN` `` (a cosine
-  run against its plateau twin); checked
-  columns ``points`` (``+1.67``), ``95 % CI`` (``[+0.78, +2.59]``) and ``McNemar p``.
+  run against its plateau twin); checked columns ``points`` (``+1.67``), ``95 % CI``
+  (``[+0.78, +2.59]``) and ``McNemar p``.
 
 Other columns (wall time, paper figure) are left alone, bold marks are ignored, and tables whose
 commands name no zoo (the lab record's lost runs) are skipped. numpy only (matplotlib for the figure).
@@ -120,9 +120,12 @@ GAIN_COLUMNS: dict[str, Callable[[dict], str]] = {
 }
 
 
+_TWINS_LONGEST_LABEL_FIRST = sorted(TWIN_KINDS, key=lambda k: -len(k.label))  # "distillation targets" first
+
+
 def _twin_kind(lowered: str) -> TwinKind | None:
-    """The twin kind a lower-cased gain label starts with, the longest label first ("distillation targets")."""
-    for kind in sorted(TWIN_KINDS, key=lambda k: -len(k.label)):
+    """The twin kind a lower-cased gain label starts with."""
+    for kind in _TWINS_LONGEST_LABEL_FIRST:
         if lowered.startswith(kind.label):
             return kind
     return None
