@@ -16,8 +16,10 @@ multiple of the baseline's). Run it on an idle machine; concurrent load inflates
 ``--precision float32,mixed_bfloat16`` times every member under each Keras dtype policy (as
 ``members.train --precision``) in the same run and prints one table: per policy the step, the epoch
 and the schedule, and each policy's speed-up per epoch over float32 (``x f32``: float32 seconds
-divided by its seconds; float32 is timed too when not named). One policy (the default, float32)
-prints the table above.
+divided by its seconds; float32 is timed too when not named). With ``--repeat R`` each member's
+policies are timed in R interleaved rounds and each policy keeps its fastest: on a shared 2-core
+machine whose speed moved by up to 1.7x between runs minutes apart (2026-12-05), one pass per policy
+reads that drift as a speed-up or a slowdown. One policy (the default, float32) prints the table above.
 
 ``--jit-compile`` times each member and policy without and with XLA (``jit_compile=True``; Keras's
 "auto" leaves it off on a CPU-only TensorFlow) and prints XLA's speed-up per step.
@@ -34,7 +36,7 @@ backend difference).
 a different adapter on each backend, so it would compare adapters, not backends.)
 
     python benchmarks/bench_member_cost.py [MEMBER ...] [--steps 6] [--threads N] [--precision P[,P...]]
-        [--jit-compile] [--backend B[,B...] [--repeat R]]
+        [--jit-compile] [--backend B[,B...]] [--repeat R]
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ def parse_precisions(text: str) -> list[str]:
     return names
 
 
-def time_member(name: str, steps: int, precision: str = "float32", jit_compile: bool = False) -> dict:
-    """Seconds per optimiser step of ``name`` with its default config under ``precision`` (with XLA when
-    ``jit_compile``), and its epoch budget."""
+def prepare_member(name: str, steps: int, precision: str = "float32", jit_compile: bool = False) -> dict:
+    """``name`` built and compiled as ``members.train`` does with its default config under ``precision``
+    (with XLA when ``jit_compile``), warmed up (graph tracing done), with ``steps`` batches of random data."""
     from members.registry import get_member
     from members.train import compile_member
 
@@ -88,13 +90,39 @@ def time_member(name: str, steps: int, precision: str = "float32", jit_compile: 
     x = rng.random((batch * steps, *model.input_shape[1:]), dtype=np.float32)
     y = rng.integers(0, 7, len(x))
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # trace and warm up
+    return {"member": name, "precision": precision, "jit_compile": bool(jit_compile), "model": model, "x": x, "y": y,
+            "batch": batch, "steps": steps, "epochs": sum(p.epochs for p in spec.training_phases(cfg))}
+
+
+def time_prepared(prep: dict) -> dict:
+    """One timed pass of ``prep``'s batches: seconds per optimiser step, the epoch and the schedule."""
+    batch, steps = prep["batch"], prep["steps"]
     start = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    prep["model"].fit(prep["x"], prep["y"], batch_size=batch, epochs=1, verbose=0, shuffle=False)
     step = (time.perf_counter() - start) / steps
-    epochs = sum(p.epochs for p in spec.training_phases(cfg))
     epoch_s = step * TRAIN_IMAGES / batch
-    return {"member": name, "precision": precision, "jit_compile": bool(jit_compile), "batch": batch, "step_ms": 1e3 * step,
-            "images_per_s": batch / step, "epoch_s": epoch_s, "epochs": epochs, "hours": epoch_s * epochs / 3600, "params": model.count_params()}
+    return {"member": prep["member"], "precision": prep["precision"], "jit_compile": prep["jit_compile"], "batch": batch,
+            "step_ms": 1e3 * step, "images_per_s": batch / step, "epoch_s": epoch_s, "epochs": prep["epochs"],
+            "hours": epoch_s * prep["epochs"] / 3600, "params": prep["model"].count_params()}
+
+
+def time_member(name: str, steps: int, precision: str = "float32", jit_compile: bool = False) -> dict:
+    """Seconds per optimiser step of ``name`` with its default config under ``precision`` (with XLA when
+    ``jit_compile``), and its epoch budget."""
+    return time_prepared(prepare_member(name, steps, precision, jit_compile))
+
+
+def time_policies(name: str, steps: int, precisions: list[str], repeat: int = 1) -> list[dict]:
+    """``time_member`` for each policy, over ``repeat`` rounds with the policies interleaved; per policy
+    the fastest round is kept, so that a drift of the machine's speed is not read as a policy's."""
+    preps = [prepare_member(name, steps, p) for p in precisions]
+    best = [None] * len(preps)
+    for _ in range(repeat):
+        for i, prep in enumerate(preps):
+            timed = time_prepared(prep)
+            if best[i] is None or timed["step_ms"] < best[i]["step_ms"]:
+                best[i] = timed
+    return best
 
 
 def time_member_with_input(name: str, steps: int) -> dict:
@@ -193,15 +221,21 @@ def main(argv=None) -> int:
                         help="comma-separated Keras backends (tensorflow, jax, torch) to time side by side, each in "
                              "its own process: images per second of the model alone and with the input pipeline")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="with --backend: rounds of child processes, backends interleaved; the best is kept")
+                        help="with --backend or several --precision policies: timing rounds, backends or policies "
+                             "interleaved; each one's best is kept")
     parser.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)  # a --backend child
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be positive. Received: {args.steps}")
+    if args.repeat < 1:
+        parser.error(f"--repeat must be positive. Received: {args.repeat}")
     try:
         precisions = parse_precisions(args.precision)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.repeat > 1 and args.backend is None and (len(precisions) < 2 or args.jit_compile):
+        parser.error("--repeat interleaves backends or policies: give --backend, or several --precision "
+                     f"policies without --jit-compile. Received: --repeat {args.repeat}")
 
     from members.registry import get_member, list_members
 
@@ -235,7 +269,9 @@ def main(argv=None) -> int:
     if len(precisions) > 1 or precisions[0] != "float32":
         print(describe_cpu(precisions))
     if len(precisions) > 1:
-        print_precision_table([[time_member(n, args.steps, p) for p in precisions] for n in names])
+        print_precision_table([time_policies(n, args.steps, precisions, args.repeat) for n in names])
+        if args.repeat > 1:
+            print(f"(best of {args.repeat} rounds per policy, policies interleaved)")
         return 0
     rows = [time_member(n, args.steps, precisions[0]) for n in names]
     ref = rows[0]["epoch_s"]
