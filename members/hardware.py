@@ -8,7 +8,7 @@ for float16). Elsewhere each layer computes in float32 with conversions around i
 with AVX2 only): ``mixed_bfloat16`` made a training step 2x slower for the baseline, 12x for
 ``cnn8`` and 14x for ``model2`` (6x and 9x for the first two with oneDNN's kernels on); on an Intel
 Xeon with AMX the same policy made them up to 3.3x faster, and on a Zen 4 EPYC with AVX512-BF16 and
-no AMX (2026-12-05) 1.1x to 2.0x for ``cnn8`` and 1.6x for ``model2``. ``members.train`` warns before
+no AMX (2026-12-05) 1.0x to 2.9x for ``cnn8`` and 1.5x to 1.7x for ``model2``. ``members.train`` warns before
 an emulated run.
 
 The CPU's features are read from ``/proc/cpuinfo`` (Linux, ``ensemble.provenance.cpu_features``);
