@@ -19,7 +19,10 @@ and the schedule, and each policy's speed-up per epoch over float32 (``x f32``: 
 divided by its seconds; float32 is timed too when not named). With ``--repeat R`` each member's
 policies are timed in R interleaved rounds and each policy keeps its fastest: on a shared 2-core
 machine whose speed moved by up to 1.7x between runs minutes apart (2026-12-05), one pass per policy
-reads that drift as a speed-up or a slowdown. One policy (the default, float32) prints the table above.
+reads that drift as a speed-up or a slowdown. It cannot remove a slowness that lasts a whole process:
+on that Zen 4 EPYC ``cnn8``'s step was 264 to 295 ms or 514 ms in float32, one or the other for the
+life of the process, so repeat the command and compare. One policy (the default, float32) prints the
+table above.
 
 ``--jit-compile`` times each member and policy without and with XLA (``jit_compile=True``; Keras's
 "auto" leaves it off on a CPU-only TensorFlow) and prints XLA's speed-up per step.

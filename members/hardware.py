@@ -1,15 +1,15 @@
 """Whether this machine runs a reduced-precision dtype policy natively, or emulates it slowly.
 
 Keras's ``mixed_bfloat16`` and ``mixed_float16`` policies speed a convolution network up only where the
-hardware computes in those types: a GPU, or a CPU with the matrix or vector units for them (Intel's
-AMX, AVX512-BF16 on Intel and AMD Zen 4, or ARM's BF16 for bfloat16; AMX-FP16, AVX512-FP16 or ARM's half-precision SIMD
-for float16). Elsewhere each layer computes in float32 with conversions around it. Measured here on
+hardware computes in those types: a GPU, or a CPU with the matrix or vector units for them (AMX on
+Intel, AVX512-BF16 on Intel and AMD Zen 4, or ARM's BF16 for bfloat16; AMX-FP16, AVX512-FP16 or ARM's
+half-precision SIMD for float16). Elsewhere each layer computes in float32 with conversions around it. Measured here on
 2026-12-03 (``benchmarks/bench_member_cost.py --precision float32,mixed_bfloat16`` on an AMD EPYC
 with AVX2 only): ``mixed_bfloat16`` made a training step 2x slower for the baseline, 12x for
 ``cnn8`` and 14x for ``model2`` (6x and 9x for the first two with oneDNN's kernels on); on an Intel
 Xeon with AMX the same policy made them up to 3.3x faster, and on a Zen 4 EPYC with AVX512-BF16 and
-no AMX (2026-12-05) 1.0x to 2.9x for ``cnn8`` and 1.5x to 1.7x for ``model2``. ``members.train`` warns before
-an emulated run.
+no AMX (2026-12-05) 1.0x to 2.9x for ``cnn8`` and 1.5x to 1.7x for ``model2``. ``members.train``
+warns before an emulated run.
 
 The CPU's features are read from ``/proc/cpuinfo`` (Linux, ``ensemble.provenance.cpu_features``);
 elsewhere they are unknown and nothing is said.
