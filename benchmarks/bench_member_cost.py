@@ -93,20 +93,21 @@ def prepare_member(name: str, steps: int, precision: str = "float32", jit_compil
     x = rng.random((batch * steps, *model.input_shape[1:]), dtype=np.float32)
     y = rng.integers(0, 7, len(x))
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # trace and warm up
-    return {"member": name, "precision": precision, "jit_compile": bool(jit_compile), "model": model, "x": x, "y": y,
-            "batch": batch, "steps": steps, "epochs": sum(p.epochs for p in spec.training_phases(cfg))}
+    meta = {"member": name, "precision": precision, "jit_compile": bool(jit_compile), "batch": batch,
+            "epochs": sum(p.epochs for p in spec.training_phases(cfg)), "params": model.count_params()}
+    return {"model": model, "x": x, "y": y, "meta": meta}
 
 
 def time_prepared(prep: dict) -> dict:
-    """One timed pass of ``prep``'s batches: seconds per optimiser step, the epoch and the schedule."""
-    batch, steps = prep["batch"], prep["steps"]
+    """One timed pass of ``prep``'s batches: its meta with seconds per optimiser step, the epoch and the schedule."""
+    meta = prep["meta"]
+    batch = meta["batch"]
     start = time.perf_counter()
     prep["model"].fit(prep["x"], prep["y"], batch_size=batch, epochs=1, verbose=0, shuffle=False)
-    step = (time.perf_counter() - start) / steps
+    step = (time.perf_counter() - start) * batch / len(prep["x"])
     epoch_s = step * TRAIN_IMAGES / batch
-    return {"member": prep["member"], "precision": prep["precision"], "jit_compile": prep["jit_compile"], "batch": batch,
-            "step_ms": 1e3 * step, "images_per_s": batch / step, "epoch_s": epoch_s, "epochs": prep["epochs"],
-            "hours": epoch_s * prep["epochs"] / 3600, "params": prep["model"].count_params()}
+    return {**meta, "step_ms": 1e3 * step, "images_per_s": batch / step, "epoch_s": epoch_s,
+            "hours": epoch_s * meta["epochs"] / 3600}
 
 
 def time_member(name: str, steps: int, precision: str = "float32", jit_compile: bool = False) -> dict:
@@ -119,13 +120,8 @@ def time_policies(name: str, steps: int, precisions: list[str], repeat: int = 1)
     """``time_member`` for each policy, over ``repeat`` rounds with the policies interleaved; per policy
     the fastest round is kept, so that a drift of the machine's speed is not read as a policy's."""
     preps = [prepare_member(name, steps, p) for p in precisions]
-    best = [None] * len(preps)
-    for _ in range(repeat):
-        for i, prep in enumerate(preps):
-            timed = time_prepared(prep)
-            if best[i] is None or timed["step_ms"] < best[i]["step_ms"]:
-                best[i] = timed
-    return best
+    rounds = [[time_prepared(prep) for prep in preps] for _ in range(repeat)]
+    return [min(timings, key=lambda t: t["step_ms"]) for timings in zip(*rounds)]
 
 
 def time_member_with_input(name: str, steps: int) -> dict:
