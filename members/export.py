@@ -17,6 +17,8 @@ Everything is built from Keras's own layers where possible, so that
 * ``FacePreprocessing`` and ``VGGFacePreprocess`` become ``Resizing`` / ``Concatenate`` /
   ``Rescaling`` / ``Normalization`` layers (checked against the original layer at export time).
 * The temperature softmax is ``Rescaling(1 / T)`` + ``Activation("softmax")``.
+* A run trained in bfloat16 or float16 computes in float32 (``members.inference.float32_copy``):
+  the file may run on a CPU that would emulate the reduced type, slowly.
 
 Members with layers of their own that have no Keras equivalent (``lin_cnn``'s
 ``LocalIntensityNormalization``, and any custom layer inside a member's model) are kept as they
@@ -225,7 +227,7 @@ def build_ensemble(run_dirs: Sequence[Path], tta: str = "flip", weights: Sequenc
     for run_dir, weight, model_path in zip(run_dirs, w, model_paths):
         run_dir = Path(run_dir)
         views = tta_views.views_for(tta, available=saved_views(run_dir))
-        predictor = load_run(run_dir, model_path)
+        predictor = load_run(run_dir, model_path, precision="float32")  # the file may run on any CPU
         name, k = safe_name(run_dir.name), 1
         while name in used:  # 'baseline-cw' and 'baseline_cw' both sanitise to 'baseline_cw'
             k += 1

@@ -73,6 +73,11 @@ def slow_precision_warning(precision: str, features: set[str] | None, accelerato
             f"must match one started on another machine.")
 
 
+def is_emulated(precision: str) -> bool:
+    """Whether ``precision`` would be emulated here: a CPU known to lack its units, and no GPU."""
+    return native_units(precision, cpu_features()) == [] and not has_accelerator()
+
+
 def warn_if_emulated(precision: str) -> str | None:
     """Print ``slow_precision_warning`` for this machine to stderr (and return it) when there is one."""
     features = cpu_features()

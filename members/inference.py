@@ -155,13 +155,46 @@ class Predictor:
         return np.stack([self.predict(tta.apply_view(x, v), batch_size) for v in iterator]).astype(np.float32)
 
 
-def load_run(run_dir: str | os.PathLike, model_path: str | os.PathLike | None = None) -> Predictor:
+def _float32_policies(config):
+    """``config`` (a model's, nested) with every mixed dtype policy (``mixed_bfloat16`` ...) set to float32."""
+    if isinstance(config, list):
+        return [_float32_policies(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name", "")).startswith("mixed_"):
+        return {**config, "config": {**config["config"], "name": "float32"}}
+    return {key: _float32_policies(value) for key, value in config.items()}
+
+
+def float32_copy(model):
+    """The same model computing in float32: mixed dtype policies replaced, the (float32) weights copied.
+
+    A model trained under ``mixed_bfloat16`` or ``mixed_float16`` keeps float32 variables and computes
+    in the reduced type; on a CPU without units for that type the computation is emulated and 2x to 14x
+    slower (``members.hardware``); in float32 the probabilities move only by bfloat16's rounding.
+    """
+    import keras
+
+    copy = keras.Model.from_config(_float32_policies(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+PRECISION_CHOICES = ("auto", "float32")
+
+
+def load_run(run_dir: str | os.PathLike, model_path: str | os.PathLike | None = None,
+             precision: str = "auto") -> Predictor:
     """Rebuild a finished run's predictor from ``run.json`` and ``model.keras`` (its best epoch).
+
+    A run trained in a mixed precision predicts in it where this machine computes that type natively
+    (or has a GPU), and in float32 (``float32_copy``) where it would be emulated or ``precision`` says so.
 
     Args:
         run_dir: the run folder.
         model_path: the model file, when it is not ``run_dir/model.keras`` (the zoo keeps release
             models in ``zoo/models/<run>.keras``). A zoo file is checked against the zoo's manifest.
+        precision: ``auto`` (as above) or ``float32`` (always; for a model that leaves this machine).
 
     Returns:
         A Predictor taking raw uint8 faces.
@@ -172,9 +205,12 @@ def load_run(run_dir: str | os.PathLike, model_path: str | os.PathLike | None = 
     import keras
 
     from ensemble.artifacts import verify_if_zoo
+    from members import hardware
     from members.callbacks import BEST_MODEL
     from members.registry import get_member
 
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {list(PRECISION_CHOICES)}. Received: precision={precision!r}")
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     if not info:
@@ -188,6 +224,9 @@ def load_run(run_dir: str | os.PathLike, model_path: str | os.PathLike | None = 
         raise ContractError(f"{path}: model file not found")
     verify_if_zoo(path)
     model = keras.saving.load_model(path, compile=False)
+    trained = info["config"].get("precision", "float32")
+    if trained != "float32" and (precision == "float32" or hardware.is_emulated(trained)):
+        model = float32_copy(model)  # e.g. a bfloat16 release model on an AVX2 laptop
     stats = info.get("stats") or {}
     preprocess = spec.preprocess(info["config"], stats) if spec.preprocess is not None else None
     return Predictor(model=model, preprocess=preprocess, output=info.get("output", spec.output),

@@ -161,8 +161,18 @@ def float32_afterwards():
     keras.mixed_precision.set_global_policy("float32")
 
 
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 @pytest.mark.slow
-def test_mixed_bfloat16_trains_and_its_model_reloads_with_float32_outputs(fake_csv, tmp_path, float32_afterwards):
+def test_mixed_bfloat16_trains_and_reloads_in_it_where_native_and_in_float32_where_emulated(
+        fake_csv, tmp_path, monkeypatch, float32_afterwards):
+    from members import hardware
+
     out = tmp_path / "out"
     argv = ["baseline", "--data", str(fake_csv), "--limit", "128", "--epochs", "1", "--batch-size", "16",
             "--fc-units", "32", "--out", str(out), "--verbose", "0", "--tta-views", "identity,hflip",
@@ -172,13 +182,30 @@ def test_mixed_bfloat16_trains_and_its_model_reloads_with_float32_outputs(fake_c
     run_dir = out / "baseline"
     preds = read_predictions(run_dir)  # validates the contract
     assert preds.val.probs.dtype == np.float32 and preds.info["config"]["precision"] == "mixed_bfloat16"
-    predictor = load_run(run_dir)
-    policies = {layer.name: layer.dtype_policy.name for layer in predictor.model.layers}
-    assert policies["block1_conv1"] == "mixed_bfloat16" and policies["predictions"] == "float32"
     data = load_dataset(preds.info["data"]["path"])
-    probs = predictor.predict(data.val.x)
-    assert probs.dtype == np.float32
-    np.testing.assert_allclose(probs, preds.val.probs[0], atol=1e-5)
+
+    monkeypatch.setattr(hardware, "has_accelerator", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_features", lambda path=None: {"avx2", "avx512_bf16"})  # bfloat16 units
+    native = load_run(run_dir)
+    policies = {layer.name: layer.dtype_policy.name for layer in native.model.layers}
+    assert policies["block1_conv1"] == "mixed_bfloat16" and policies["predictions"] == "float32"
+    p_native = native.predict(data.val.x)
+    assert p_native.dtype == np.float32
+    np.testing.assert_allclose(p_native, preds.val.probs[0], atol=1e-5)
+    from members import export
+
+    exported, _ = export.build_ensemble([run_dir], tta="none")  # a file for any CPU: float32 even here
+    assert not [layer.name for layer in _all_layers(exported) if layer.dtype_policy.name != "float32"]
+
+    monkeypatch.setattr(hardware, "cpu_features", lambda path=None: {"avx2"})  # a laptop: bfloat16 emulated
+    emulated = load_run(run_dir)
+    assert {layer.dtype_policy.name for layer in emulated.model.layers} == {"float32"}
+    assert [w.name for w in emulated.model.weights] == [w.name for w in native.model.weights]
+    for a, b in zip(emulated.model.get_weights(), native.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    p_float32 = emulated.predict(data.val.x)
+    np.testing.assert_allclose(p_float32, p_native, atol=0.02)
+    assert not np.array_equal(p_float32, p_native)  # it did compute in another type
 
 
 def test_members_output_float32_under_mixed_bfloat16_and_a_bfloat16_output_is_refused(scratch_registry,
