@@ -171,7 +171,7 @@ def _all_layers(model):
 @pytest.mark.slow
 def test_mixed_bfloat16_trains_and_reloads_in_it_where_native_and_in_float32_where_emulated(
         fake_csv, tmp_path, monkeypatch, float32_afterwards):
-    from members import hardware
+    from members import export, hardware
 
     out = tmp_path / "out"
     argv = ["baseline", "--data", str(fake_csv), "--limit", "128", "--epochs", "1", "--batch-size", "16",
@@ -192,8 +192,6 @@ def test_mixed_bfloat16_trains_and_reloads_in_it_where_native_and_in_float32_whe
     p_native = native.predict(data.val.x)
     assert p_native.dtype == np.float32
     np.testing.assert_allclose(p_native, preds.val.probs[0], atol=1e-5)
-    from members import export
-
     exported, _ = export.build_ensemble([run_dir], tta="none")  # a file for any CPU: float32 even here
     assert not [layer.name for layer in _all_layers(exported) if layer.dtype_policy.name != "float32"]
 
