@@ -216,7 +216,8 @@ def evaluate_run(run_dir: Path, x: np.ndarray, labels: np.ndarray, ids: np.ndarr
     Returns:
         ``{"run", "path", "views", "acc", "acc_tta", "seconds", "probs"}`` (``probs``: TTA mean, (N, 7)).
     """
-    from members.inference import accuracy, load_run
+    from ensemble.metrics import accuracy
+    from members.inference import load_run
 
     views = saved_views(run_dir)
     predictor = load_run(run_dir, model_path)

@@ -17,8 +17,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from ensemble import metrics, tta
-from ensemble.metrics import accuracy
-from ensemble.metrics import nll as cross_entropy
 from ensemble.artifacts import ContractError, read_run_info
 
 DEFAULT_BATCH = 1024

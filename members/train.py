@@ -23,6 +23,8 @@ import numpy as np
 
 from ensemble import tta
 from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json, write_predictions
+from ensemble.metrics import accuracy
+from ensemble.metrics import nll as cross_entropy
 from ensemble.provenance import git_commit, machine_info
 from members import backend
 from members.augment import make_augmentation
@@ -31,7 +33,7 @@ from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODE
                                EpochLine, ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint,
                                save_model_atomic, truncate_history)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
-from members.inference import Predictor, accuracy, cross_entropy, fit_temperature
+from members.inference import Predictor, fit_temperature
 from members.distribute import check_strategy, even_batch, replicas_in_sync, strategy_scope, synchronize_batch_norm
 from members.distill import (TeacherError, augmented_targets_info, parse_teachers, resolve_teachers, teacher_function,
                              teacher_targets)
