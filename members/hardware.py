@@ -74,16 +74,18 @@ def slow_precision_warning(precision: str, features: set[str] | None, accelerato
 
 
 def is_emulated(precision: str) -> bool:
-    """Whether ``precision`` would be emulated here: a CPU known to lack its units, and no GPU."""
+    """Whether ``precision`` would be emulated here: a CPU known to lack its units, and no GPU.
+
+    The backend is asked for devices only when the CPU lacks the units (float32, an unknown CPU or
+    native units answer False at once).
+    """
     return native_units(precision, cpu_features()) == [] and not has_accelerator()
 
 
 def warn_if_emulated(precision: str) -> str | None:
     """Print ``slow_precision_warning`` for this machine to stderr (and return it) when there is one."""
-    features = cpu_features()
-    if native_units(precision, features) != []:
-        return None  # float32, an unknown CPU, or native units: no need to ask the backend for devices
-    message = slow_precision_warning(precision, features, has_accelerator())
-    if message:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+    if not is_emulated(precision):
+        return None
+    message = slow_precision_warning(precision, cpu_features(), accelerator=False)
+    print(f"warning: {message}", file=sys.stderr, flush=True)
     return message
