@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="zoo runs to choose from")
     r.add_argument("--models-from", required=True, metavar="DIR", help="folder with <run>/model.keras")
     r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help="model budget (default 50)")
-    r.add_argument("--show", type=int, default=8, help="candidates to print (default 8)")
+    r.add_argument("--show", type=int, default=8, help="distinct candidates to print (default 8)")
     r.add_argument("--dry-run", action="store_true", help="print the candidates, change nothing")
     r.add_argument("--force", action="store_true", help="replace the release even without a 0.5-point gain")
     f = sub.add_parser("fast", help="make one zoo run the model behind --fast (video) and copy its model in")
@@ -341,6 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true", help="record it even if it does not beat today's fast "
                                                         "model on PublicTest")
     return p
+
+
+def _distinct(rows: list[dict]) -> list[dict]:
+    """Candidates with the same weights once each, the first kept (greedy over several subsets often agrees)."""
+    seen, out = set(), []
+    for row in rows:
+        key = tuple(sorted((n, round(w, 9)) for n, w in row["weights"].items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -376,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_mb = {n: (Path(args.models_from) / n / "model.keras").stat().st_size / 1e6
                         for n in args.runs if (Path(args.models_from) / n / "model.keras").is_file()}
             rows = release.candidates(root, args.runs, model_mb, args.budget_mb)
-            for row in rows[: args.show]:
+            for row in _distinct(rows)[: args.show]:
                 weights = ", ".join(f"{n} {w:.3g}" for n, w in row["weights"].items())
                 print(f"  val {_pct(row['val_acc_tta'])}  {row['model_mb']:6.1f} MB  {row['select']:6s} "
                       f"{'' if row['fits'] else '(over budget) '}{weights}")

@@ -303,3 +303,20 @@ def test_a_new_release_may_take_its_models_from_the_release_it_replaces(tmp_path
     assert zoo.verify(root) == []
     assert sorted(p.name for p in (root / "models").iterdir()) == ["a-cw.keras", "a.keras"]
     assert (root / "models" / "a.keras").read_bytes() == (art / "a" / "model.keras").read_bytes()
+
+
+def test_release_dry_run_prints_each_distinct_candidate_once_and_changes_nothing(tmp_path, capsys):
+    art = _fake_runs(tmp_path / "art", model_bytes={"a": 1_000_000, "a-cw": 1_000_000, "b": 3_000_000})
+    root = tmp_path / "zoo"
+    for n in ("a", "a-cw", "b"):
+        zoo.add_run(art / n, root, commit="c")
+    before = zoo.read_manifest(root)
+    rows = release.candidates(root, ["a", "a-cw", "b"], {"a": 1.0, "a-cw": 1.0, "b": 3.0}, budget_mb=3.5)
+    assert sum(r["weights"] == {"b": 1.0} for r in rows) == 2  # the mean of {b} and greedy over {b}
+    argv = ["--zoo", str(root), "release", "--runs", "a", "a-cw", "b", "--models-from", str(art),
+            "--budget-mb", "3.5", "--show", "100", "--dry-run"]
+    assert zoo.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len({repr(sorted(r["weights"].items())) for r in rows})
+    assert len(set(lines)) == len(lines) and sum(line.rstrip().endswith(" b 1") for line in lines) == 1
+    assert zoo.read_manifest(root) == before and not (root / "models").exists()
