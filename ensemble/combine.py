@@ -204,6 +204,8 @@ def comparison_rows(runs: Sequence[RunPredictions]) -> list[dict]:
 
     Runs are grouped by member; where a member has several runs with the same class-weight setting,
     its runs are grouped by name stem (``NAME`` / ``NAME-cw``) instead, and failing that listed alone.
+    A member's only run is labelled by its own name unless that is the member's (``NAME`` or ``NAME-cw``),
+    so a row never names a run that was not loaded.
     """
     ident = {r.name: run_identity(r) for r in runs}
     by_member: dict[str, list[str]] = {}
@@ -212,7 +214,9 @@ def comparison_rows(runs: Sequence[RunPredictions]) -> list[dict]:
     rows = []
     for member, names in by_member.items():
         flags = [ident[n][1] for n in names]
-        if len(flags) == len(set(flags)):
+        if len(names) == 1 and names[0] not in (member, f"{member}-cw"):
+            groups = {names[0]: names}
+        elif len(flags) == len(set(flags)):
             groups = {member: names}
         else:
             groups = {}

@@ -276,10 +276,12 @@ def test_member_and_class_weights_from_run_json_or_name(tmp_path):
     write_run(tmp_path, "x2", p(), y, p(), y, info={"member": "cnn", "class_weights": True, "output": "scores",
                                                      "temperature": 1.7})
     write_run(tmp_path, "vgg-cw", p(), y, p(), y, info=False)  # no run.json: the name decides
+    write_run(tmp_path, "m1-cos", p(), y, p(), y, info={"member": "m1", "class_weights": False})
     s = combine(tmp_path, write=False)
     rows = {r["member"]: r for r in s.summary["comparison_table"]}
     assert rows["cnn"] == {"member": "cnn", "run": "x1", "run_cw": "x2"}
     assert rows["vgg"] == {"member": "vgg", "run": None, "run_cw": "vgg-cw"}
+    assert rows["m1-cos"] == {"member": "m1-cos", "run": "m1-cos", "run_cw": None}  # its only run, by its name
     assert set(s.summary["gains"]["class_weights"]) == {"cnn"}
     assert s.summary["runs"]["x2"]["output"] == "scores" and s.summary["runs"]["x2"]["trainer_temperature"] == 1.7
     assert "scores (trainer T 1.7)" in s.markdown
