@@ -204,8 +204,8 @@ def comparison_rows(runs: Sequence[RunPredictions]) -> list[dict]:
 
     Runs are grouped by member; where a member has several runs with the same class-weight setting,
     its runs are grouped by name stem (``NAME`` / ``NAME-cw``) instead, and failing that listed alone.
-    A member's only run is labelled by its own name unless that is the member's (``NAME`` or ``NAME-cw``),
-    so a row never names a run that was not loaded.
+    A member's only run is labelled by its own name unless that is the member's (``NAME`` or ``NAME-cw``):
+    ``model1-cos-bf16`` alone is listed as itself, not as ``model1``, which reads as another run.
     """
     ident = {r.name: run_identity(r) for r in runs}
     by_member: dict[str, list[str]] = {}
