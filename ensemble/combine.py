@@ -199,6 +199,13 @@ def stack_views(runs: Sequence[RunPredictions], split: str, mode: str) -> np.nda
     return np.stack(out).astype(np.float64)
 
 
+def _error_overlap(names: Sequence[str], val_tta: np.ndarray, val_labels: np.ndarray) -> dict:
+    """The runs' pairwise error overlap on PublicTest (``metrics.error_overlap``), for the summary."""
+    overlap, counts = metrics.error_overlap(val_tta, val_labels)
+    return {"split": "val", "runs": list(names), "errors": counts.tolist(),
+            "matrix": [[None if np.isnan(x) else float(x) for x in row] for row in overlap]}
+
+
 def comparison_rows(runs: Sequence[RunPredictions]) -> list[dict]:
     """Rows of the member table: one per member, with its run without and with class weights.
 
@@ -328,6 +335,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         },
         "gains": comparisons.empty_gains(),
         "comparison_table": table_rows,
+        "error_overlap": _error_overlap(names, val_tta, val_labels),
         "skipped": skipped,
         "notes": notes,
     }

@@ -47,6 +47,33 @@ def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(pred == labels)) if labels.size else float("nan")
 
 
+def error_overlap(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How far runs err on the same images: shared errors over the geometric mean of the error counts.
+
+    For runs a and b with error sets E_a and E_b this is |E_a & E_b| / sqrt(|E_a| |E_b|) (the cosine of
+    their error indicators): 1 when they err on exactly the same images, 0 when never on the same one.
+    Ensembles gain most from strong runs whose overlap is low.
+
+    Args:
+        probs: (R, N, K) per-run probabilities (or (R, N) predicted classes).
+        labels: (N,) labels.
+
+    Returns:
+        (R, R) overlap matrix (NaN where a run makes no error) and the (R,) error counts.
+    """
+    probs = np.asarray(probs)
+    pred = predictions(probs) if probs.ndim == 3 else probs
+    labels = np.asarray(labels)
+    if pred.ndim != 2 or pred.shape[1] != labels.shape[0]:
+        raise ValueError(f"probs must be (R, N, K) or (R, N) with N = len(labels). Received: {probs.shape}, "
+                         f"{labels.shape}")
+    wrong = (pred != labels).astype(np.float64)  # (R, N)
+    counts = wrong.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overlap = (wrong @ wrong.T) / np.sqrt(np.outer(counts, counts))
+    return overlap, counts.astype(np.int64)
+
+
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood (cross-entropy) of the labels, log clipped at ``EPS``."""
     probs, labels = _check_probs_labels(probs, labels)

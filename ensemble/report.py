@@ -222,6 +222,19 @@ def _confusion_sections(entity: dict, class_names: Sequence[str], level: str = "
             confusion_markdown(np.asarray(entity["confusion_normalized"], dtype=np.float64), class_names, True), ""]
 
 
+def _overlap_section(ov: dict | None, tta: str) -> list[str]:
+    """The error-overlap matrix on PublicTest, columns numbered as the rows (none for a single run)."""
+    if not ov or len(ov["runs"]) < 2:
+        return []
+    rows = [[f"{i} {n}", e] + [fmt_num(x, 3) for x in row]
+            for i, (n, e, row) in enumerate(zip(ov["runs"], ov["errors"], ov["matrix"]), start=1)]
+    headers = ["Run", "Errors"] + [str(i) for i in range(1, len(ov["runs"]) + 1)]
+    return [f"## Error overlap on PublicTest (TTA `{tta}`)", "",
+            "Shared errors of two runs over the geometric mean of their error counts: 1 when they err on the "
+            "same images, 0 when never on the same one. Runs that overlap less add more to an ensemble.", "",
+            markdown_table(headers, rows), ""]
+
+
 def cost_sentence(cost: dict) -> str:
     """One sentence on what the ensemble's members cost, from ``ensemble.cost.ensemble_cost``."""
     hours, core, ms = cost["train_hours"], cost["core_hours"], cost["predict_ms_per_face"]
@@ -280,6 +293,8 @@ def summary_markdown(s: dict) -> str:
 
     lines += ["## Gains (95% paired-bootstrap CI, exact McNemar p)", "",
               _gains_table(gains, ens.get("best_single"), tta, s["comparison_table"]), ""]
+
+    lines += _overlap_section(s.get("error_overlap"), tta)
 
     lines += [f"## Ensemble per class on PrivateTest (TTA `{tta}`)", "",
               "Per-class accuracy is the share of the class's images classified correctly (equal to recall).", "",

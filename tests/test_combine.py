@@ -88,7 +88,8 @@ def test_cli_writes_the_three_summaries_with_the_keys(artifacts, capsys):
 
 
 def test_summary_numbers_match_an_independent_numpy_computation(artifacts):
-    s = combine(artifacts).summary
+    res = combine(artifacts)
+    s = res.summary
     runs = {n: _load(artifacts / n) for n in ("baseline", "baseline-cw", "vgg")}
     yt = runs["vgg"]["test_labels"]
     tta = {n: r["test_probs"].mean(0) for n, r in runs.items()}
@@ -117,6 +118,14 @@ def test_summary_numbers_match_an_independent_numpy_computation(artifacts):
     cm = np.zeros((7, 7), int)
     np.add.at(cm, (yt, ens_tta.argmax(1)), 1)
     assert s["ensemble"]["confusion"] == cm.tolist()
+    # error overlap on PublicTest, from the TTA means
+    ov = s["error_overlap"]
+    wrong = {n: r["val_probs"].mean(0).argmax(1) != yv for n, r in runs.items()}
+    i, j = ov["runs"].index("baseline"), ov["runs"].index("vgg")
+    shared = np.sum(wrong["baseline"] & wrong["vgg"]) / np.sqrt(wrong["baseline"].sum() * wrong["vgg"].sum())
+    assert ov["split"] == "val" and ov["errors"][j] == wrong["vgg"].sum()
+    assert ov["matrix"][i][j] == pytest.approx(shared) and ov["matrix"][j][i] == pytest.approx(shared)
+    assert "## Error overlap on PublicTest (TTA `all`)" in res.markdown and f"{shared:.3f}" in res.markdown
 
 
 def test_tta_modes_weights_and_hard_voting_match_numpy(artifacts):
@@ -193,6 +202,7 @@ def test_single_run_is_the_ensemble_and_says_so(tmp_path, capsys):
     assert s["ensemble"]["test_acc_tta"] == s["runs"]["only"]["test_acc_tta"]
     assert s["ensemble"]["test_loss_tta"] == pytest.approx(s["runs"]["only"]["test_loss_tta"])
     assert s["gains"]["ensemble"] is None and s["gains"]["class_weights"] == {}
+    assert "Error overlap" not in out  # nothing to compare a single run with
 
 
 def _expect_error(capsys, argv, *fragments):

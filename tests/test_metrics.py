@@ -21,6 +21,23 @@ def test_accuracy_and_nll_by_hand():
     assert metrics.nll(PROBS, LABELS) == pytest.approx(expected)
 
 
+def test_error_overlap_by_hand():
+    labels = np.array([0, 0, 0, 0, 0, 0])
+    pred = np.array([[1, 1, 1, 0, 0, 0],   # errors on images 0, 1, 2
+                     [1, 0, 0, 1, 0, 0],   # errors on 0, 3: one shared with the first
+                     [0, 0, 0, 0, 1, 1],   # errors on 4, 5: none shared with the first
+                     [0, 0, 0, 0, 0, 0]])  # no error: undefined
+    overlap, counts = metrics.error_overlap(pred, labels)
+    assert counts.tolist() == [3, 2, 2, 0]
+    assert overlap[0, 0] == pytest.approx(1.0) and overlap[0, 1] == pytest.approx(1 / math.sqrt(6))
+    assert overlap[1, 0] == overlap[0, 1] and overlap[0, 2] == 0.0
+    assert np.isnan(overlap[3]).all() and np.isnan(overlap[:, 3]).all()
+    probs = np.eye(3)[pred[:3]]  # the same as (R, N, K) probabilities
+    assert np.allclose(metrics.error_overlap(probs, labels)[0], overlap[:3, :3])
+    with pytest.raises(ValueError, match="len\\(labels\\)"):
+        metrics.error_overlap(pred, labels[:5])
+
+
 def test_nll_of_a_zero_probability_is_large_but_finite():
     value = metrics.nll(np.array([[1.0, 0.0]]), np.array([1]))
     assert math.isfinite(value) and value == pytest.approx(-math.log(metrics.EPS))
