@@ -35,7 +35,7 @@ import numpy as np
 from ensemble import metrics, plots, report
 from ensemble.artifacts import verify_if_zoo
 from ensemble.comparisons import TWIN_KINDS
-from ensemble.report import MISSING, fmt_num, fmt_p, fmt_pct, is_missing
+from ensemble.report import MISSING, OVERLAP_NOTE, fmt_num, fmt_p, fmt_pct, is_missing, overlap_table
 
 FACES_PER_CLASS = 8
 CSS = """
@@ -263,6 +263,11 @@ def build_page(summary: dict, arrays: dict, evals: dict | None = None, command: 
     body.append(_table(["Class", "Images", "Precision %", "Recall %", "F1 %"],
                        [[c, pc["support"][i], fmt_pct(pc["precision"][i]), fmt_pct(pc["recall"][i]),
                          fmt_pct(pc["f1"][i])] for i, c in enumerate(classes)], "per-class"))
+    ov = summary.get("error_overlap")
+    if ov and len(ov["runs"]) > 1:
+        body.append("<h2>Error overlap (PublicTest)</h2>")
+        body.append(f'<p class="note">{html.escape(OVERLAP_NOTE)}</p>')
+        body.append(_table(*overlap_table(ov), "error-overlap"))
     lap("per_class")
 
     # 5. Calibration.

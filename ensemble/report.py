@@ -222,17 +222,22 @@ def _confusion_sections(entity: dict, class_names: Sequence[str], level: str = "
             confusion_markdown(np.asarray(entity["confusion_normalized"], dtype=np.float64), class_names, True), ""]
 
 
-def _overlap_section(ov: dict | None, tta: str) -> list[str]:
-    """The error-overlap matrix on PublicTest, columns numbered as the rows (none for a single run)."""
-    if not ov or len(ov["runs"]) < 2:
-        return []
+OVERLAP_NOTE = ("Shared errors of two runs over the geometric mean of their error counts: 1 when they err on the "
+                "same images, 0 when never on the same one. Runs that overlap less add more to an ensemble.")
+
+
+def overlap_table(ov: dict) -> tuple[list[str], list[list]]:
+    """Headers and rows of the summary's error-overlap matrix, its columns numbered as its rows."""
     rows = [[f"{i} {n}", e] + [fmt_num(x, 3) for x in row]
             for i, (n, e, row) in enumerate(zip(ov["runs"], ov["errors"], ov["matrix"]), start=1)]
-    headers = ["Run", "Errors"] + [str(i) for i in range(1, len(ov["runs"]) + 1)]
-    return [f"## Error overlap on PublicTest (TTA `{tta}`)", "",
-            "Shared errors of two runs over the geometric mean of their error counts: 1 when they err on the "
-            "same images, 0 when never on the same one. Runs that overlap less add more to an ensemble.", "",
-            markdown_table(headers, rows), ""]
+    return ["Run", "Errors"] + [str(i) for i in range(1, len(ov["runs"]) + 1)], rows
+
+
+def _overlap_section(ov: dict | None, tta: str) -> list[str]:
+    """The error-overlap section of the report (none for a single run)."""
+    if not ov or len(ov["runs"]) < 2:
+        return []
+    return [f"## Error overlap on PublicTest (TTA `{tta}`)", "", OVERLAP_NOTE, "", markdown_table(*overlap_table(ov)), ""]
 
 
 def cost_sentence(cost: dict) -> str:

@@ -137,6 +137,7 @@ def test_the_page_is_self_contained_and_complete(report):
     for img in page.images:
         assert img["src"].startswith("data:image/png;base64,") and len(img["alt"]) > 20
     check_headline(page.tables["headline"], summary)
+    assert len(page.tables["error-overlap"]) == len(summary["error_overlap"]["runs"]) + 1  # the header row too
     assert "No history.csv for: vgg" in text
     gains = page.tables["gains"][1:]
     assert len(gains) == 1 + 1 + 3 + 1  # ensemble, TTA ensemble, TTA per run, class weights
