@@ -202,8 +202,7 @@ def stack_views(runs: Sequence[RunPredictions], split: str, mode: str) -> np.nda
 def _error_overlap(names: Sequence[str], val_tta: np.ndarray, val_labels: np.ndarray) -> dict:
     """The runs' pairwise error overlap on PublicTest (``metrics.error_overlap``), for the summary."""
     overlap, counts = metrics.error_overlap(val_tta, val_labels)
-    return {"split": "val", "runs": list(names), "errors": counts.tolist(),
-            "matrix": [[None if np.isnan(x) else float(x) for x in row] for row in overlap]}
+    return {"split": "val", "runs": list(names), "errors": counts.tolist(), "matrix": overlap.tolist()}
 
 
 def comparison_rows(runs: Sequence[RunPredictions]) -> list[dict]:

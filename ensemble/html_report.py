@@ -263,11 +263,10 @@ def build_page(summary: dict, arrays: dict, evals: dict | None = None, command: 
     body.append(_table(["Class", "Images", "Precision %", "Recall %", "F1 %"],
                        [[c, pc["support"][i], fmt_pct(pc["precision"][i]), fmt_pct(pc["recall"][i]),
                          fmt_pct(pc["f1"][i])] for i, c in enumerate(classes)], "per-class"))
-    ov = summary.get("error_overlap")
-    if ov and len(ov["runs"]) > 1:
-        body.append("<h2>Error overlap (PublicTest)</h2>")
-        body.append(f'<p class="note">{html.escape(OVERLAP_NOTE)}</p>')
-        body.append(_table(*overlap_table(ov), "error-overlap"))
+    overlap = overlap_table(summary.get("error_overlap"))
+    if overlap:
+        body += ["<h2>Error overlap (PublicTest)</h2>", f'<p class="note">{html.escape(OVERLAP_NOTE)}</p>',
+                 _table(*overlap, "error-overlap")]
     lap("per_class")
 
     # 5. Calibration.

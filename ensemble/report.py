@@ -226,8 +226,11 @@ OVERLAP_NOTE = ("Shared errors of two runs over the geometric mean of their erro
                 "same images, 0 when never on the same one. Runs that overlap less add more to an ensemble.")
 
 
-def overlap_table(ov: dict) -> tuple[list[str], list[list]]:
-    """Headers and rows of the summary's error-overlap matrix, its columns numbered as its rows."""
+def overlap_table(ov: dict | None) -> tuple[list[str], list[list]] | None:
+    """Headers and rows of the summary's error-overlap matrix, its columns numbered as its rows; None for
+    fewer than two runs (nothing to compare)."""
+    if not ov or len(ov["runs"]) < 2:
+        return None
     rows = [[f"{i} {n}", e] + [fmt_num(x, 3) for x in row]
             for i, (n, e, row) in enumerate(zip(ov["runs"], ov["errors"], ov["matrix"]), start=1)]
     return ["Run", "Errors"] + [str(i) for i in range(1, len(ov["runs"]) + 1)], rows
@@ -235,9 +238,10 @@ def overlap_table(ov: dict) -> tuple[list[str], list[list]]:
 
 def _overlap_section(ov: dict | None, tta: str) -> list[str]:
     """The error-overlap section of the report (none for a single run)."""
-    if not ov or len(ov["runs"]) < 2:
+    table = overlap_table(ov)
+    if table is None:
         return []
-    return [f"## Error overlap on PublicTest (TTA `{tta}`)", "", OVERLAP_NOTE, "", markdown_table(*overlap_table(ov)), ""]
+    return [f"## Error overlap on PublicTest (TTA `{tta}`)", "", OVERLAP_NOTE, "", markdown_table(*table), ""]
 
 
 def cost_sentence(cost: dict) -> str:
