@@ -117,3 +117,19 @@ def test_eval_round_trip_and_bad_name(tmp_path):
 def test_atomic_json_writes_numpy_values(tmp_path):
     A.atomic_write_json(tmp_path / "a.json", {"x": np.float32(0.5), "y": np.arange(2)})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 0.5, "y": [0, 1]}
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("cannot be saved")
+
+
+def test_a_failed_savez_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "predictions.npz"
+    A.atomic_savez(path, x=np.arange(3))
+    bad = np.empty(1, dtype=object)
+    bad[0] = _Unpicklable()
+    with pytest.raises(RuntimeError, match="cannot be saved"):
+        A.atomic_savez(path, x=np.arange(5), y=bad)
+    assert np.load(path)["x"].tolist() == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.npz"]
