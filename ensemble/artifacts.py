@@ -14,6 +14,12 @@ the layout, so writer and reader cannot drift apart.
 ``eval-NAME.npz`` (evaluation on another labelled set) keys:
     views, classes, probs (V, N, 7), labels (N,), ids (N,).
 
+Packed form (the zoo stores predictions this way, :func:`pack_npz`): the same keys, compressed,
+plus ``probs_encoding = "float32-byteplanes"``; each probabilities array is stored as its four
+little-endian byte planes, uint8 (4, V, N, 7). Deflate then finds the repeated sign and exponent
+bytes of probabilities (about 19 % smaller than plain float32; lossless, bit for bit). The readers
+here unpack it; nothing else needs to know.
+
 numpy only: the aggregator must start without a deep-learning framework.
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import io
 import json
 import os
 import tempfile
@@ -38,6 +45,8 @@ PREDICTIONS_FILE = "predictions.npz"
 RUN_FILE = "run.json"
 PROB_TOLERANCE = 1e-3
 SPLITS = ("val", "test")
+ENCODING_KEY = "probs_encoding"
+BYTEPLANES = "float32-byteplanes"
 
 
 class ContractError(ValueError):
@@ -228,15 +237,76 @@ def verify_if_zoo(path: Path) -> None:
     verify_file(path)
 
 
+def _is_probs_key(key: str) -> bool:
+    return key == "probs" or key.endswith("_probs")
+
+
+def pack_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The packed form of a predictions file's arrays: probabilities as uint8 byte planes (4, *shape)."""
+    packed = {}
+    for key, value in arrays.items():
+        if _is_probs_key(key):
+            le = np.ascontiguousarray(value, dtype="<f4")
+            value = np.ascontiguousarray(np.moveaxis(le.view(np.uint8).reshape(*le.shape, 4), -1, 0))
+        packed[key] = value
+    packed[ENCODING_KEY] = np.asarray(BYTEPLANES)
+    return packed
+
+
+def unpack_arrays(arrays: dict[str, np.ndarray], path: Path | str) -> dict[str, np.ndarray]:
+    """Undo :func:`pack_arrays` (plain files pass through); ContractError naming ``path`` on a bad encoding."""
+    if ENCODING_KEY not in arrays:
+        return arrays
+    arrays = dict(arrays)
+    encoding = str(arrays.pop(ENCODING_KEY))
+    if encoding != BYTEPLANES:
+        raise ContractError(f"{path}: unknown {ENCODING_KEY} {encoding!r} (this version reads {BYTEPLANES!r})")
+    for key in [k for k in arrays if _is_probs_key(k)]:
+        planes = arrays[key]
+        if planes.dtype != np.uint8 or planes.ndim < 1 or planes.shape[0] != 4:
+            raise ContractError(f"{path}: packed '{key}' must be uint8 (4, ...) byte planes, "
+                                f"got {planes.dtype} {planes.shape}")
+        merged = np.ascontiguousarray(np.moveaxis(planes, 0, -1))
+        arrays[key] = merged.view("<f4").reshape(planes.shape[1:]).astype(np.float32, copy=False)
+    return arrays
+
+
+def pack_npz(path: str | os.PathLike) -> bytes:
+    """The packed, compressed bytes of a predictions or evaluation file, checked bit for bit.
+
+    Raises:
+        ContractError: the file breaks the contract, or unpacking would not give back its arrays.
+    """
+    path = Path(path)
+    arrays = _load_npz(path)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **pack_arrays(arrays))
+    with np.load(io.BytesIO(buffer.getvalue()), allow_pickle=False) as data:
+        back = unpack_arrays({k: data[k] for k in data.files}, path)
+    same = back.keys() == arrays.keys() and all(
+        back[k].dtype == arrays[k].dtype and back[k].shape == arrays[k].shape
+        and back[k].tobytes() == arrays[k].tobytes() for k in arrays)
+    if not same:
+        raise ContractError(f"{path}: packing would change its arrays; left as it is")
+    return buffer.getvalue()
+
+
+def is_packed(path: str | os.PathLike) -> bool:
+    """Whether an .npz file holds the packed form."""
+    with np.load(path, allow_pickle=False) as data:
+        return ENCODING_KEY in data.files
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise ContractError(f"{path}: file not found")
     verify_if_zoo(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            arrays = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
         raise ContractError(f"{path}: corrupt or half-written file ({type(exc).__name__}: {exc})") from None
+    return unpack_arrays(arrays, path)
 
 
 def read_run_info(run_dir: str | os.PathLike) -> dict:

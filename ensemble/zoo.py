@@ -3,6 +3,7 @@
     python -m ensemble.zoo list                          # runs, their accuracies, the release
     python -m ensemble.zoo verify                        # every file against MANIFEST.json
     python -m ensemble.zoo add RUN_DIR [--commit C]      # copy a finished run's results in
+    python -m ensemble.zoo pack                          # store older runs' predictions packed
     python -m ensemble.zoo release --runs A B ... --models-from DIR [--select greedy|all]
     python -m ensemble.zoo fast RUN --models-from DIR    # the one model behind --fast (video)
 
@@ -10,7 +11,7 @@ Layout of a zoo folder (default: the ``zoo`` package installed with the project;
 ``--zoo`` choose another)::
 
     MANIFEST.json
-    runs/<run>/run.json, history.csv, predictions.npz   # the prediction contract, as trained
+    runs/<run>/run.json, history.csv, predictions.npz   # the prediction contract, packed (lossless)
     models/<run>.keras                                   # the release ensemble's models, the fast model
 
 ``MANIFEST.json`` holds, for every file, its sha256 and size; for every run, the command, project
@@ -38,7 +39,8 @@ from typing import Sequence
 import numpy as np
 
 from ensemble import tta
-from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_json
+from ensemble.artifacts import (PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_bytes, atomic_write_json,
+                                is_packed, pack_npz)
 from ensemble.provenance import machine_info
 
 MANIFEST = "MANIFEST.json"
@@ -201,7 +203,11 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
         raise ZooError(f"{run_dir / RUN_FILE} records no commit: pass --commit HASH (the commit it was trained on)")
     target = root / "runs" / run.name
     target.mkdir(parents=True, exist_ok=True)
+    packed = pack_npz(run_dir / PREDICTIONS_FILE)
     for name in RUN_FILES:
+        if name == PREDICTIONS_FILE:
+            atomic_write_bytes(target / name, packed)
+            continue
         tmp = target / f".{name}.tmp"
         shutil.copyfile(run_dir / name, tmp)
         os.replace(tmp, target / name)
@@ -223,6 +229,29 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
         manifest["files"][f"runs/{run.name}/{name}"] = file_entry(root, f"runs/{run.name}/{name}")
     write_manifest(root, manifest)
     return entry
+
+
+def pack_runs(zoo_dir: str | os.PathLike) -> tuple[int, float]:
+    """Store every run's ``predictions.npz`` that is still plain float32 in the packed form, in place.
+
+    Each file is checked against the manifest first, packed bit for bit (``pack_npz``), written
+    atomically and its manifest entry updated at once. Returns (files packed, megabytes saved).
+    """
+    root = Path(zoo_dir)
+    manifest = read_manifest(root)
+    count, saved = 0, 0
+    for name in manifest["runs"]:
+        rel = f"runs/{name}/{PREDICTIONS_FILE}"
+        path = root / rel
+        verify_file(path, root)
+        if is_packed(path):
+            continue
+        before = path.stat().st_size
+        atomic_write_bytes(path, pack_npz(path))
+        manifest["files"][rel] = file_entry(root, rel)
+        write_manifest(root, manifest)
+        count, saved = count + 1, saved + before - path.stat().st_size
+    return count, saved / 1e6
 
 
 def write_manifest(zoo_dir: str | os.PathLike, manifest: dict) -> Path:
@@ -327,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--commit", help="project commit the run(s) trained on (default: run.json's, the commit of "
                                     "the process that finished the run)")
     a.add_argument("--replace", action="store_true", help="overwrite runs of the same name")
+    sub.add_parser("pack", help="store the runs' predictions packed: lossless, about 19 %% smaller")
     r = sub.add_parser("release", help="choose the best ensemble on PublicTest within the model budget and "
                                        "copy its models in")
     r.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="zoo runs to choose from")
@@ -374,6 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 e = add_run(run_dir, root, commit=args.commit, replace=args.replace)
                 print(f"added {Path(run_dir).name}: val {_pct(e['val_acc'])} (TTA {_pct(e['val_acc_tta'])}), "
                       f"test {_pct(e['test_acc'])} (TTA {_pct(e['test_acc_tta'])})")
+        elif args.command == "pack":
+            count, saved = pack_runs(root)
+            print(f"packed {count} predictions file(s), {saved:.1f} MB saved; the zoo now takes "
+                  f"{size_mb(root):.1f} MB (budget {ZOO_BUDGET_MB:g} MB)")
         elif args.command == "fast":
             from ensemble import release
 

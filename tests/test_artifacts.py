@@ -133,3 +133,38 @@ def test_a_failed_savez_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         A.atomic_savez(path, x=np.arange(5), y=bad)
     assert np.load(path)["x"].tolist() == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.npz"]
+
+
+def test_packed_files_read_back_bit_for_bit_and_are_smaller(tmp_path):
+    arr = valid_arrays(n_val=300, n_test=200)
+    arr["test_probs"][0, 0] = np.array([1e-30, 0, 0, 1, 0, 0, 0], dtype=np.float32)  # tiny and zero values
+    run = _write_raw(tmp_path, arr)
+    plain = A.read_predictions(run)
+    data = A.pack_npz(run / A.PREDICTIONS_FILE)
+    assert len(data) < 0.9 * (run / A.PREDICTIONS_FILE).stat().st_size
+    A.atomic_write_bytes(run / A.PREDICTIONS_FILE, data)
+    assert A.is_packed(run / A.PREDICTIONS_FILE)
+    packed = A.read_predictions(run)
+    for split in ("val", "test"):
+        a, b = getattr(plain, split), getattr(packed, split)
+        assert b.probs.dtype == np.float32 and a.probs.tobytes() == b.probs.tobytes()
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.ids, b.ids)
+    assert packed.views == plain.views
+
+
+def test_an_evaluation_file_packs_too_and_a_bad_packing_is_named(tmp_path):
+    rng = np.random.default_rng(1)
+    path = A.write_eval(tmp_path, "ckplus", ["identity", "hflip"], _probs(rng, 2, 6), np.arange(6) % 7, np.arange(6))
+    before = A.read_eval(tmp_path, "ckplus")[1].probs
+    A.atomic_write_bytes(path, A.pack_npz(path))
+    assert A.read_eval(tmp_path, "ckplus")[1].probs.tobytes() == before.tobytes()
+    for key, value, message in (("probs_encoding", np.asarray("float16"), "unknown probs_encoding 'float16'"),
+                                ("val_probs", np.zeros((3, 10, 5, 7), np.uint8), "byte planes")):
+        packed = A.pack_arrays(valid_arrays())
+        packed[key] = value
+        (tmp_path / key).mkdir()
+        run = _write_raw(tmp_path / key, packed)
+        with pytest.raises(A.ContractError, match=message) as err:
+            A.read_predictions(run)
+        assert str(run / A.PREDICTIONS_FILE) in str(err.value)

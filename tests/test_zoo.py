@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ensemble import combine, release, zoo
-from ensemble.artifacts import CLASSES, ContractError, read_predictions
+from ensemble.artifacts import CLASSES, ContractError, is_packed, read_predictions
 from test_combine import make_runs
 
 REPO_ZOO = Path(__file__).resolve().parents[1] / "zoo"
@@ -70,6 +70,30 @@ def test_add_records_files_and_metrics_and_refuses_duplicates(fake_zoo):
     with pytest.raises(zoo.ZooError, match="records no commit"):
         zoo.add_run(art / "a", root / "other")
     assert zoo.verify(root) == []
+
+
+def test_runs_are_stored_packed_and_an_older_plain_zoo_is_packed_in_place(fake_zoo, capsys):
+    root, art = fake_zoo
+    for n in ("a", "a-cw", "b"):
+        assert is_packed(root / "runs" / n / "predictions.npz")
+        got, want = read_predictions(root / "runs" / n), read_predictions(art / n)
+        assert got.test.probs.tobytes() == want.test.probs.tobytes()
+    manifest = zoo.read_manifest(root)
+    for n in ("a", "b"):  # a zoo written before packing: plain copies, listed in the manifest
+        rel = f"runs/{n}/predictions.npz"
+        (root / rel).write_bytes((art / n / "predictions.npz").read_bytes())
+        manifest["files"][rel] = zoo.file_entry(root, rel)
+    zoo.write_manifest(root, manifest)
+    before = zoo.size_mb(root)
+    assert zoo.main(["--zoo", str(root), "pack"]) == 0
+    assert "packed 2 predictions file(s)" in capsys.readouterr().out
+    assert zoo.size_mb(root) < before and zoo.verify(root) == []
+    assert read_predictions(root / "runs" / "a").val.probs.tobytes() == read_predictions(art / "a").val.probs.tobytes()
+    assert zoo.pack_runs(root) == (0, 0.0)  # nothing left to pack
+    target = root / "runs" / "b" / "predictions.npz"
+    target.write_bytes((art / "b" / "predictions.npz").read_bytes())  # altered behind the manifest's back
+    with pytest.raises(zoo.ZooError, match="sha256"):
+        zoo.pack_runs(root)
 
 
 def test_an_altered_or_unlisted_file_is_refused_by_every_reader(fake_zoo, capsys):
