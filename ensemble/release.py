@@ -95,6 +95,19 @@ def maximal_fitting_subsets(sizes_mb: Sequence[float], budget_mb: float) -> list
     return out
 
 
+def model_room_mb(zoo_dir: str | os.PathLike) -> float:
+    """Megabytes left for a new release's models within the zoo's budget.
+
+    The recorded release's models go when a new one is recorded (the fast model stays), so they count
+    as room; every other file in the manifest stays.
+    """
+    manifest = read_manifest(Path(zoo_dir))
+    fast_model = (manifest.get("fast") or {}).get("model")
+    leaving = {rel for rel in ((manifest.get("release") or {}).get("models") or {}).values() if rel != fast_model}
+    staying = sum(e["size"] for rel, e in manifest["files"].items() if rel not in leaving)
+    return ZOO_BUDGET_MB - staying / 1e6
+
+
 def combine_command(zoo_runs: str, release: dict) -> str:
     """The aggregator command that reproduces a release's figures from ``zoo/runs``."""
     names = sorted(release["runs"])

@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "copy its models in")
     r.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="zoo runs to choose from")
     r.add_argument("--models-from", required=True, metavar="DIR", help="folder with <run>/model.keras")
-    r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help="model budget (default 50)")
+    r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help="model budget (default 50; less when the zoo's own 80 MB leave less room)")
     r.add_argument("--show", type=int, default=8, help="distinct candidates to print (default 8)")
     r.add_argument("--dry-run", action="store_true", help="print the candidates, change nothing")
     r.add_argument("--force", action="store_true", help="replace the release even without a 0.5-point gain")
@@ -420,14 +420,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             model_mb = {n: (Path(args.models_from) / n / "model.keras").stat().st_size / 1e6
                         for n in args.runs if (Path(args.models_from) / n / "model.keras").is_file()}
-            rows = release.candidates(root, args.runs, model_mb, args.budget_mb)
+            budget = args.budget_mb
+            room = release.model_room_mb(root)
+            if room < budget:
+                budget = max(room, 0.0)
+                print(f"model budget: {budget:.1f} MB, the room left for the release's models within the zoo's "
+                      f"{ZOO_BUDGET_MB:g} MB (--budget-mb {args.budget_mb:g})")
+            rows = release.candidates(root, args.runs, model_mb, budget)
             for row in _distinct(rows)[: args.show]:
                 weights = ", ".join(f"{n} {w:.3g}" for n, w in row["weights"].items())
                 print(f"  val {_pct(row['val_acc_tta'])}  {row['model_mb']:6.1f} MB  {row['select']:6s} "
                       f"{'' if row['fits'] else '(over budget) '}{weights}")
             best = next((row for row in rows if row["fits"]), None)
             if best is None:
-                raise ZooError(f"no candidate fits the {args.budget_mb:g} MB model budget")
+                raise ZooError(f"no candidate fits the {budget:.1f} MB model budget")
             if not args.dry_run:
                 rel = release.record_release(root, best, args.models_from, force=args.force)
                 print(f"release: {', '.join(rel['runs'])}; PublicTest {_pct(rel['val_acc_tta'])}, PrivateTest "

@@ -344,3 +344,23 @@ def test_release_dry_run_prints_each_distinct_candidate_once_and_changes_nothing
     assert len(lines) == len({repr(sorted(r["weights"].items())) for r in rows})
     assert len(set(lines)) == len(lines) and sum(line.rstrip().endswith(" b 1") for line in lines) == 1
     assert zoo.read_manifest(root) == before and not (root / "models").exists()
+
+
+def test_release_chooses_among_candidates_that_fit_the_zoos_own_budget(tmp_path, capsys, monkeypatch):
+    art = _fake_runs(tmp_path / "art", model_bytes={"a": 1_000_000, "a-cw": 1_000_000, "b": 3_000_000})
+    root = tmp_path / "zoo"
+    for n in ("a", "a-cw", "b"):
+        zoo.add_run(art / n, root, commit="c")
+    release.record_release(root, {"runs": ["a"], "weights": {"a": 1.0}, "select": "all", "val_acc_tta": 0.0,
+                                  "model_mb": 1.0, "fits": True}, art)
+    runs_mb = zoo.size_mb(root) - 1.0  # a's model goes when a new release is recorded
+    assert release.model_room_mb(root) == pytest.approx(zoo.ZOO_BUDGET_MB - runs_mb, abs=1e-6)
+    monkeypatch.setattr(release, "ZOO_BUDGET_MB", runs_mb + 2.5)  # room for a and a-cw, not for b
+    monkeypatch.setattr(zoo, "ZOO_BUDGET_MB", runs_mb + 2.5)
+    argv = ["--zoo", str(root), "release", "--runs", "a", "a-cw", "b", "--models-from", str(art), "--force"]
+    assert zoo.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "model budget: 2.5 MB" in out and "(over budget)" in out
+    entry = zoo.read_manifest(root)["release"]
+    assert "b" not in entry["runs"] and entry["model_mb"] <= 2.5
+    assert zoo.verify(root) == [] and zoo.size_mb(root) <= runs_mb + 2.5
