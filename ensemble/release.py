@@ -170,10 +170,10 @@ def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | 
     fast_model = (manifest.get("fast") or {}).get("model")
     old_models = {n: rel for n, rel in (old or {}).get("models", {}).items() if rel != fast_model}
     kept = {rel: e for rel, e in manifest["files"].items() if rel not in old_models.values()}
-    total = (sum(e["size"] for e in kept.values()) + sum(s.stat().st_size for s in sources.values())) / 1e6
-    if total > ZOO_BUDGET_MB:
-        raise ZooError(f"{root}: with these models the zoo would take {total:.1f} MB, over its "
-                       f"{ZOO_BUDGET_MB:g} MB budget")
+    new_mb, room = sum(s.stat().st_size for s in sources.values()) / 1e6, model_room_mb(root)
+    if new_mb > room:
+        raise ZooError(f"{root}: with these models ({new_mb:.1f} MB) the zoo would take "
+                       f"{ZOO_BUDGET_MB - room + new_mb:.1f} MB, over its {ZOO_BUDGET_MB:g} MB budget")
     result = combine(root / "runs", runs=names, tta=tta, weights=[choice["weights"][n] for n in names],
                      write=False)
     ens = result.summary["ensemble"]

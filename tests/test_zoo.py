@@ -364,3 +364,7 @@ def test_release_chooses_among_candidates_that_fit_the_zoos_own_budget(tmp_path,
     entry = zoo.read_manifest(root)["release"]
     assert "b" not in entry["runs"] and entry["model_mb"] <= 2.5
     assert zoo.verify(root) == [] and zoo.size_mb(root) <= runs_mb + 2.5
+    with pytest.raises(zoo.ZooError, match="over its .* MB budget"):
+        release.record_release(root, {"runs": ["b"], "weights": {"b": 1.0}, "select": "all", "val_acc_tta": 1.0,
+                                      "model_mb": 3.0, "fits": True}, art, force=True)
+    assert zoo.verify(root) == [] and zoo.read_manifest(root)["release"] == entry
