@@ -76,23 +76,32 @@ class Predictor:
         from members.pipeline import to_float_batch
 
         model, preprocess = self.model, self.preprocess
+
+        def forward(x):
+            x = to_float_batch(x)
+            if preprocess is not None:
+                x = preprocess(x)
+            return model(x, training=False)
+
         if backend.uses_tf_data():
             import tensorflow as tf
 
-            @tf.function(reduce_retracing=True, autograph=False)
-            def forward(x):
-                x = to_float_batch(x)
-                if preprocess is not None:
-                    x = preprocess(x)
-                return model(x, training=False)
-        else:
-            def forward(x):  # JAX / PyTorch: Keras's compiled predict step (one compile per batch shape)
-                x = to_float_batch(x)
-                if preprocess is not None:
-                    x = preprocess(x)
-                return model.predict_on_batch(x)
+            graphs = {}  # one graph per face shape, any batch size: traced once, not per batch size
 
-        self._forward = forward
+            def compiled(x):
+                shape = tuple(x.shape[1:])
+                if shape not in graphs:
+                    spec = tf.TensorSpec((None, *shape), tf.uint8)
+                    graphs[shape] = tf.function(forward, input_signature=[spec], autograph=False)
+                return graphs[shape](x)
+
+            self._forward = compiled
+        else:
+            def compiled(x):  # JAX / PyTorch: Keras's compiled predict step (one compile per batch shape)
+                x = to_float_batch(x)
+                return model.predict_on_batch(x if preprocess is None else preprocess(x))
+
+            self._forward = compiled
 
     def outputs(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Raw model outputs (probabilities or scores), float32 (N, 7), for uint8 faces (N, H, W)."""

@@ -86,6 +86,23 @@ def test_run_block_rebuilds_preprocessing_from_keras_layers(kind, output):
     np.testing.assert_allclose(got, predictor.predict(faces), atol=TOLERANCE)
 
 
+def test_predictor_traces_once_per_face_shape_whatever_the_batch_sizes():
+    """Video frames carry 1, 2, 3... faces: each batch size must not cost a new graph."""
+    traces = []
+
+    def preprocess(x):  # runs in Python only while a graph is traced
+        traces.append(tuple(x.shape[1:]))
+        return x
+
+    predictor = Predictor(model=_tiny_model(48, 1, "softmax"), preprocess=preprocess)
+    rng = np.random.default_rng(0)
+    outs = [predictor.predict(rng.integers(0, 256, (n, 48, 48)).astype(np.uint8)) for n in (1, 2, 3, 5, 1)]
+    assert [o.shape for o in outs] == [(n, 7) for n in (1, 2, 3, 5, 1)]
+    assert len(traces) == 1
+    predictor.predict(rng.integers(0, 256, (2, 48, 48, 1)).astype(np.uint8))  # another rank: its own graph
+    assert len(traces) == 2
+
+
 def test_a_preprocessing_without_keras_equivalent_is_kept_and_reported():
     from members.models.lin_cnn import LocalIntensityNormalization
 
