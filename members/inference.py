@@ -77,31 +77,27 @@ class Predictor:
 
         model, preprocess = self.model, self.preprocess
 
-        def forward(x):
+        def prepared(x):
             x = to_float_batch(x)
-            if preprocess is not None:
-                x = preprocess(x)
-            return model(x, training=False)
+            return x if preprocess is None else preprocess(x)
 
         if backend.uses_tf_data():
             import tensorflow as tf
 
             graphs = {}  # one graph per face shape, any batch size: traced once, not per batch size
 
-            def compiled(x):
+            def forward(x):
                 shape = tuple(x.shape[1:])
                 if shape not in graphs:
                     spec = tf.TensorSpec((None, *shape), tf.uint8)
-                    graphs[shape] = tf.function(forward, input_signature=[spec], autograph=False)
+                    graphs[shape] = tf.function(lambda x: model(prepared(x), training=False),
+                                                input_signature=[spec], autograph=False)
                 return graphs[shape](x)
-
-            self._forward = compiled
         else:
-            def compiled(x):  # JAX / PyTorch: Keras's compiled predict step (one compile per batch shape)
-                x = to_float_batch(x)
-                return model.predict_on_batch(x if preprocess is None else preprocess(x))
+            def forward(x):  # JAX / PyTorch: Keras's compiled predict step (one compile per batch shape)
+                return model.predict_on_batch(prepared(x))
 
-            self._forward = compiled
+        self._forward = forward
 
     def outputs(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Raw model outputs (probabilities or scores), float32 (N, 7), for uint8 faces (N, H, W)."""
