@@ -101,11 +101,22 @@ def model_room_mb(zoo_dir: str | os.PathLike) -> float:
     The recorded release's models go when a new one is recorded (the fast model stays), so they count
     as room; every other file in the manifest stays.
     """
-    manifest = read_manifest(Path(zoo_dir))
+    return _room_mb(_leaving_and_staying(read_manifest(Path(zoo_dir)))[1])
+
+
+def _leaving_and_staying(manifest: dict) -> tuple[dict[str, str], dict[str, dict]]:
+    """The recorded release's models that a new release replaces (run -> path; the fast model stays),
+    and the manifest's other file entries (path -> entry)."""
     fast_model = (manifest.get("fast") or {}).get("model")
-    leaving = {rel for rel in ((manifest.get("release") or {}).get("models") or {}).values() if rel != fast_model}
-    staying = sum(e["size"] for rel, e in manifest["files"].items() if rel not in leaving)
-    return ZOO_BUDGET_MB - staying / 1e6
+    release_models = (manifest.get("release") or {}).get("models") or {}
+    leaving = {name: rel for name, rel in release_models.items() if rel != fast_model}
+    staying = {rel: e for rel, e in manifest["files"].items() if rel not in leaving.values()}
+    return leaving, staying
+
+
+def _room_mb(staying: dict[str, dict]) -> float:
+    """Megabytes the budget leaves beside the ``staying`` files."""
+    return ZOO_BUDGET_MB - sum(e["size"] for e in staying.values()) / 1e6
 
 
 def combine_command(zoo_runs: str, release: dict) -> str:
@@ -167,10 +178,8 @@ def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | 
     for src in sources.values():
         if not src.is_file():
             raise ZooError(f"{src}: model file not found (the release needs each run's model.keras)")
-    fast_model = (manifest.get("fast") or {}).get("model")
-    old_models = {n: rel for n, rel in (old or {}).get("models", {}).items() if rel != fast_model}
-    kept = {rel: e for rel, e in manifest["files"].items() if rel not in old_models.values()}
-    new_mb, room = sum(s.stat().st_size for s in sources.values()) / 1e6, model_room_mb(root)
+    old_models, kept = _leaving_and_staying(manifest)
+    new_mb, room = sum(s.stat().st_size for s in sources.values()) / 1e6, _room_mb(kept)
     if new_mb > room:
         raise ZooError(f"{root}: with these models ({new_mb:.1f} MB) the zoo would take "
                        f"{ZOO_BUDGET_MB - room + new_mb:.1f} MB, over its {ZOO_BUDGET_MB:g} MB budget")
