@@ -186,7 +186,7 @@ def learning_curves(histories: Sequence[tuple[str, dict, int | None, list[int]]]
             ax.set_xlabel("epoch", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-            if r == 0 or c == 0:
+            if (r == 0 or c == 0) and ax.get_legend_handles_labels()[0]:  # a history may lack a metric
                 ax.legend(fontsize=6)
     fig.tight_layout()
     return _png(fig)
