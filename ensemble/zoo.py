@@ -201,9 +201,11 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
     commit = commit or info.get("commit")
     if not commit:
         raise ZooError(f"{run_dir / RUN_FILE} records no commit: pass --commit HASH (the commit it was trained on)")
+    packed = pack_npz(run_dir / PREDICTIONS_FILE)
+    _check_room(root, manifest, run.name, len(packed) + sum(
+        (run_dir / name).stat().st_size for name in RUN_FILES if name != PREDICTIONS_FILE), run_dir)
     target = root / "runs" / run.name
     target.mkdir(parents=True, exist_ok=True)
-    packed = pack_npz(run_dir / PREDICTIONS_FILE)
     for name in RUN_FILES:
         if name == PREDICTIONS_FILE:
             atomic_write_bytes(target / name, packed)
@@ -229,6 +231,17 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
         manifest["files"][f"runs/{run.name}/{name}"] = file_entry(root, f"runs/{run.name}/{name}")
     write_manifest(root, manifest)
     return entry
+
+
+def _check_room(root: Path, manifest: dict, name: str, new_bytes: int, run_dir: Path) -> None:
+    """Refuse, before anything is written, a run whose files would take the zoo past ``ZOO_BUDGET_MB``
+    (a replaced run's old files are counted out)."""
+    old = {f"runs/{name}/{f}" for f in RUN_FILES}
+    total = (sum(e["size"] for rel, e in manifest["files"].items() if rel not in old) + new_bytes) / 1e6
+    if total > ZOO_BUDGET_MB:
+        raise ZooError(f"{run_dir}: adding it ({new_bytes / 1e6:.1f} MB) would take {root} to {total:.1f} MB, "
+                       f"over its {ZOO_BUDGET_MB:g} MB budget; make room first, e.g. a release with fewer "
+                       f"models (python -m ensemble.zoo release ... --budget-mb N --force)")
 
 
 def pack_runs(zoo_dir: str | os.PathLike) -> tuple[int, float]:

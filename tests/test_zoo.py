@@ -8,6 +8,7 @@ runs of test_evaluate.py test that predict, evaluate and export use a zoo's rele
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -69,6 +70,22 @@ def test_add_records_files_and_metrics_and_refuses_duplicates(fake_zoo):
         zoo.add_run(art / "a", root, commit="abc1234")
     with pytest.raises(zoo.ZooError, match="records no commit"):
         zoo.add_run(art / "a", root / "other")
+    assert zoo.verify(root) == []
+
+
+def test_add_refuses_a_run_over_the_zoo_budget_and_writes_nothing(fake_zoo, monkeypatch):
+    root, art = fake_zoo
+    (art / "c").mkdir()
+    for f in zoo.RUN_FILES:
+        shutil.copyfile(art / "b" / f, art / "c" / f)
+    (art / "c" / "run.json").write_text((art / "b" / "run.json").read_text())
+    before = (root / zoo.MANIFEST).read_bytes()
+    used = zoo.size_mb(root)
+    monkeypatch.setattr(zoo, "ZOO_BUDGET_MB", used + 0.001)
+    with pytest.raises(zoo.ZooError, match=r"/c: adding it .* over its .* MB budget; make room"):
+        zoo.add_run(art / "c", root, commit="abc1234")
+    assert not (root / "runs" / "c").exists() and (root / zoo.MANIFEST).read_bytes() == before
+    zoo.add_run(art / "b", root, commit="abc1234", replace=True)  # its own old files are counted out
     assert zoo.verify(root) == []
 
 
@@ -238,8 +255,6 @@ def test_an_altered_release_model_is_refused_by_name(tiny_zoo, tmp_path, monkeyp
     from members import predict
 
     altered = tmp_path / "zoo"
-    import shutil
-
     shutil.copytree(tiny_zoo["zoo"], altered)
     model = next((altered / "models").glob("*.keras"))
     with open(model, "ab") as fh:
@@ -254,8 +269,6 @@ def test_an_altered_release_model_is_refused_by_name(tiny_zoo, tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_fast_uses_the_zoos_fast_model_when_it_has_one(tiny_zoo, tmp_path, monkeypatch, capsys):
-    import shutil
-
     from members import predict
 
     root = tmp_path / "zoo"
