@@ -21,7 +21,7 @@ import numpy as np
 
 from ensemble import voting
 from ensemble.zoo import (MIN_RELEASE_GAIN, MODEL_SUFFIX, RELEASE_MODEL_BUDGET_MB, ZOO_BUDGET_MB, ZooError,
-                          file_entry, read_manifest, write_manifest)
+                          check_budget, file_entry, files_mb, read_manifest, write_manifest)
 
 MAX_SUBSET_RUNS = 12
 TTA_MODE = "all"
@@ -101,7 +101,7 @@ def model_room_mb(zoo_dir: str | os.PathLike) -> float:
     The recorded release's models go when a new one is recorded (the fast model stays), so they count
     as room; every other file in the manifest stays.
     """
-    return _room_mb(_leaving_and_staying(read_manifest(Path(zoo_dir)))[1])
+    return ZOO_BUDGET_MB - files_mb(_leaving_and_staying(read_manifest(Path(zoo_dir)))[1])
 
 
 def _leaving_and_staying(manifest: dict) -> tuple[dict[str, str], dict[str, dict]]:
@@ -112,11 +112,6 @@ def _leaving_and_staying(manifest: dict) -> tuple[dict[str, str], dict[str, dict
     leaving = {name: rel for name, rel in release_models.items() if rel != fast_model}
     staying = {rel: e for rel, e in manifest["files"].items() if rel not in leaving.values()}
     return leaving, staying
-
-
-def _room_mb(staying: dict[str, dict]) -> float:
-    """Megabytes the budget leaves beside the ``staying`` files."""
-    return ZOO_BUDGET_MB - sum(e["size"] for e in staying.values()) / 1e6
 
 
 def combine_command(zoo_runs: str, release: dict) -> str:
@@ -179,10 +174,7 @@ def record_release(zoo_dir: str | os.PathLike, choice: dict, models_from: str | 
         if not src.is_file():
             raise ZooError(f"{src}: model file not found (the release needs each run's model.keras)")
     old_models, kept = _leaving_and_staying(manifest)
-    new_mb, room = sum(s.stat().st_size for s in sources.values()) / 1e6, _room_mb(kept)
-    if new_mb > room:
-        raise ZooError(f"{root}: with these models ({new_mb:.1f} MB) the zoo would take "
-                       f"{ZOO_BUDGET_MB - room + new_mb:.1f} MB, over its {ZOO_BUDGET_MB:g} MB budget")
+    check_budget(root, kept, sum(s.stat().st_size for s in sources.values()), "the release's models")
     result = combine(root / "runs", runs=names, tta=tta, weights=[choice["weights"][n] for n in names],
                      write=False)
     ens = result.summary["ensemble"]
@@ -243,9 +235,7 @@ def record_fast(zoo_dir: str | os.PathLike, run: str, models_from: str | os.Path
     release_models = set((release or {}).get("models", {}).values())
     dropped = [old["model"]] if old and old["model"] != rel and old["model"] not in release_models else []
     kept = {r: e for r, e in manifest["files"].items() if r not in dropped and r != rel}
-    total = (sum(e["size"] for e in kept.values()) + src.stat().st_size) / 1e6
-    if total > ZOO_BUDGET_MB:
-        raise ZooError(f"{root}: with {src} the zoo would take {total:.1f} MB, over its {ZOO_BUDGET_MB:g} MB budget")
+    check_budget(root, kept, src.stat().st_size, f"the fast model {src}")
     os.replace(_stage_models(root, {run: src})[run], root / rel)
     for r in dropped:
         (root / r).unlink(missing_ok=True)

@@ -202,8 +202,10 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
     if not commit:
         raise ZooError(f"{run_dir / RUN_FILE} records no commit: pass --commit HASH (the commit it was trained on)")
     packed = pack_npz(run_dir / PREDICTIONS_FILE)
-    _check_room(root, manifest, run.name, len(packed) + sum(
-        (run_dir / name).stat().st_size for name in RUN_FILES if name != PREDICTIONS_FILE), run_dir)
+    replaced = {f"runs/{run.name}/{name}" for name in RUN_FILES}
+    check_budget(root, {rel: e for rel, e in manifest["files"].items() if rel not in replaced},
+                 len(packed) + sum((run_dir / n).stat().st_size for n in RUN_FILES if n != PREDICTIONS_FILE),
+                 f"{run_dir}: adding it")
     target = root / "runs" / run.name
     target.mkdir(parents=True, exist_ok=True)
     for name in RUN_FILES:
@@ -233,15 +235,19 @@ def add_run(run_dir: str | os.PathLike, zoo_dir: str | os.PathLike, commit: str 
     return entry
 
 
-def _check_room(root: Path, manifest: dict, name: str, new_bytes: int, run_dir: Path) -> None:
-    """Refuse, before anything is written, a run whose files would take the zoo past ``ZOO_BUDGET_MB``
-    (a replaced run's old files are counted out)."""
-    old = {f"runs/{name}/{f}" for f in RUN_FILES}
-    total = (sum(e["size"] for rel, e in manifest["files"].items() if rel not in old) + new_bytes) / 1e6
+def files_mb(entries: dict[str, dict]) -> float:
+    """Megabytes (1e6 bytes) of manifest file entries (path -> {"sha256", "size"})."""
+    return sum(e["size"] for e in entries.values()) / 1e6
+
+
+def check_budget(root: Path, staying: dict[str, dict], new_bytes: int, what: str) -> None:
+    """Refuse (``ZooError``), before anything is written, ``new_bytes`` of ``what`` that would take the zoo
+    past ``ZOO_BUDGET_MB`` beside the manifest's ``staying`` file entries."""
+    total = files_mb(staying) + new_bytes / 1e6
     if total > ZOO_BUDGET_MB:
-        raise ZooError(f"{run_dir}: adding it ({new_bytes / 1e6:.1f} MB) would take {root} to {total:.1f} MB, "
-                       f"over its {ZOO_BUDGET_MB:g} MB budget; make room first, e.g. a release with fewer "
-                       f"models (python -m ensemble.zoo release ... --budget-mb N --force)")
+        raise ZooError(f"{what} ({new_bytes / 1e6:.1f} MB) would take {root} to {total:.1f} MB, over its "
+                       f"{ZOO_BUDGET_MB:g} MB budget; make room first, e.g. a release with fewer models "
+                       f"(python -m ensemble.zoo release ... --budget-mb N --force)")
 
 
 def pack_runs(zoo_dir: str | os.PathLike) -> tuple[int, float]:
@@ -278,8 +284,7 @@ def write_manifest(zoo_dir: str | os.PathLike, manifest: dict) -> Path:
 
 def size_mb(zoo_dir: str | os.PathLike, prefix: str = "") -> float:
     """Megabytes (1e6 bytes) of the manifest's files whose path starts with ``prefix``."""
-    files = read_manifest(zoo_dir)["files"]
-    return sum(e["size"] for rel, e in files.items() if rel.startswith(prefix)) / 1e6
+    return files_mb({rel: e for rel, e in read_manifest(zoo_dir)["files"].items() if rel.startswith(prefix)})
 
 
 @dataclass
