@@ -38,6 +38,8 @@ from typing import Any, BinaryIO, Iterator, Mapping
 
 import numpy as np
 
+from ensemble.manifest import ContractError, verify_file
+
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CLASS_TITLES = tuple(c.capitalize() for c in CLASSES)
 NUM_CLASSES = len(CLASSES)
@@ -47,10 +49,6 @@ PROB_TOLERANCE = 1e-3
 SPLITS = ("val", "test")
 ENCODING_KEY = "probs_encoding"
 BYTEPLANES = "float32-byteplanes"
-
-
-class ContractError(ValueError):
-    """A predictions or run file that breaks the contract; the message names the file."""
 
 
 @contextlib.contextmanager
@@ -232,8 +230,6 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], path: Path | str, splits=S
 
 def verify_if_zoo(path: Path) -> None:
     """Check a file of a zoo (``ZOO/runs/RUN/FILE``) against its MANIFEST.json; other files pass."""
-    from ensemble.zoo import verify_file
-
     verify_file(path)
 
 

@@ -369,7 +369,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
 
 def default_report_dir(artifacts_dir: Path) -> Path:
     """``ARTIFACTS_DIR/report``; for a zoo's ``runs`` folder (read-only, checksummed) ``artifacts/zoo-report``."""
-    from ensemble.zoo import MANIFEST
+    from ensemble.manifest import MANIFEST
 
     if artifacts_dir.name == "runs" and (artifacts_dir.parent / MANIFEST).is_file():
         return Path("artifacts") / "zoo-report"

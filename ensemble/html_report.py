@@ -38,6 +38,7 @@ from ensemble.comparisons import TWIN_KINDS
 from ensemble.report import MISSING, OVERLAP_NOTE, fmt_num, fmt_p, fmt_pct, is_missing, overlap_table
 
 FACES_PER_CLASS = 8
+FACE_SIDE = 48
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:1.5em auto;max-width:1100px;
 padding:0 1em;color:#222;background:#fff}
@@ -125,25 +126,48 @@ def history_marks(cols: dict[str, np.ndarray], monitor: str = "val_accuracy") ->
     return chosen, starts
 
 
-def load_faces(data_path: str | Path, ids: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """The 48x48 faces of ``ids`` (the data layer's row ids) from the data file, or (None, why not).
+def load_faces(data_path: str | Path, ids: np.ndarray, labels: np.ndarray | None = None
+               ) -> tuple[np.ndarray | None, str | None]:
+    """The 48x48 faces of ``ids`` from a FER2013 CSV, or (None, why not).
 
-    Uses ``members.data.load_dataset`` (numpy and pandas only, no deep-learning framework) and its cache.
+    ``ids`` are 0-based data-row indices, as ``members.data`` numbers a CSV's rows; only those rows'
+    pixels are parsed (numpy and pandas; the data layer itself sits in ``members/``, above this
+    package). Plain or gzip CSVs with ``pixels`` (and ``emotion``) columns, the Kaggle file or its
+    ``icml_face_data.csv`` variant. When ``labels`` are given, the file's ``emotion`` of each row must
+    agree, so a different file with as many rows is not taken for the right one.
     """
-    from members.data import DataError, load_dataset
+    import pandas as pd
 
+    path = Path(data_path)
     try:
-        data = load_dataset(data_path, verbose=False)
-    except (DataError, OSError, ValueError) as exc:
-        return None, f"--data {data_path}: {exc}"
-    order = np.argsort(data.ids, kind="stable")
-    pos = np.searchsorted(data.ids[order], ids)
-    pos = np.clip(pos, 0, len(order) - 1)
-    found = data.ids[order][pos] == ids
-    if not found.all():
-        return None, (f"--data {data_path}: {int((~found).sum())} of the {ids.size} PrivateTest ids of the runs are "
+        with open(path, "rb") as fh:
+            gzip = fh.read(2) == b"\x1f\x8b"
+        table = pd.read_csv(path, dtype=str, na_filter=False, compression="gzip" if gzip else None)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        return None, f"--data {data_path}: cannot read it as a FER2013 CSV ({exc})"
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    if "pixels" not in table.columns:
+        return None, f"--data {data_path}: no 'pixels' column; the outlier faces need a FER2013 CSV"
+    ids = np.asarray(ids, dtype=np.int64)
+    outside = (ids < 0) | (ids >= len(table))
+    if outside.any():
+        return None, (f"--data {data_path}: {int(outside.sum())} of the {ids.size} PrivateTest ids of the runs are "
                       f"not in that file (another data file?)")
-    return data.x[order][pos], None
+    faces = np.empty((ids.size, FACE_SIDE, FACE_SIDE), np.uint8)
+    for k, i in enumerate(ids):
+        try:
+            values = np.array(table["pixels"].iat[i].split(), dtype=np.int64)
+        except ValueError:
+            values = np.empty(0, np.int64)
+        if values.size != FACE_SIDE * FACE_SIDE or values.min() < 0 or values.max() > 255:
+            return None, f"--data {data_path}: data row {i}: not {FACE_SIDE * FACE_SIDE:,} pixels in 0..255"
+        faces[k] = values.reshape(FACE_SIDE, FACE_SIDE)
+    if labels is not None and "emotion" in table.columns:
+        emotion = pd.to_numeric(table["emotion"].iloc[ids], errors="coerce").to_numpy()
+        if not np.array_equal(emotion, np.asarray(labels)):
+            return None, (f"--data {data_path}: the labels of the runs' PrivateTest ids are not in that file "
+                          f"(another data file?)")
+    return faces, None
 
 
 def _outlier_rows(faces, probs, labels, class_names) -> list:
@@ -305,7 +329,7 @@ def build_page(summary: dict, arrays: dict, evals: dict | None = None, command: 
     # 7. Outlier faces.
     if data_path is not None:
         body.append("<h2>Outliers: faces whose label is not in the ensemble's top 3</h2>")
-        faces, why = load_faces(data_path, np.asarray(arrays["ids"]))
+        faces, why = load_faces(data_path, np.asarray(arrays["ids"]), labels)
         if faces is None:
             body.append(f'<p class="note">{html.escape(why)}</p>')
         else:

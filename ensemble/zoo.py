@@ -25,36 +25,26 @@ only: no deep-learning framework.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
-import hashlib
-import json
 import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ensemble import tta
-from ensemble.artifacts import (PREDICTIONS_FILE, RUN_FILE, ContractError, atomic_write_bytes, atomic_write_json,
+from ensemble.artifacts import (PREDICTIONS_FILE, RUN_FILE, atomic_write_bytes, atomic_write_json,
                                 is_packed, pack_npz)
+from ensemble.manifest import MANIFEST, ZooError, read_manifest, sha256, verify_file  # the manifest, beneath artifacts
 from ensemble.provenance import machine_info
 
-MANIFEST = "MANIFEST.json"
-FORMAT = 1
 RUN_FILES = (RUN_FILE, "history.csv", PREDICTIONS_FILE)
 MODEL_SUFFIX = ".keras"
 RELEASE_MODEL_BUDGET_MB = 50.0
 ZOO_BUDGET_MB = 80.0
 MIN_RELEASE_GAIN = 0.005  # a new release must beat the old one on PublicTest by 0.5 points
-_verified: dict[tuple[str, int, float], str] = {}
-
-
-class ZooError(ContractError):
-    """A zoo file that is missing, altered or not in the manifest; the message names it."""
 
 
 def default_zoo_dir() -> Path:
@@ -73,64 +63,6 @@ def default_zoo_dir() -> Path:
         raise ZooError("no zoo found: the 'zoo' package is not installed (pip install . from the project) "
                        "and $FER_ZOO is not set") from None
     return Path(zoo.__file__).resolve().parent
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_manifest(zoo_dir: str | os.PathLike) -> dict:
-    """The zoo's manifest; an empty one when the folder has none yet."""
-    path = Path(zoo_dir) / MANIFEST
-    if not path.exists():
-        return {"format": FORMAT, "files": {}, "runs": {}, "release": None}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ZooError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ZooError(f"{path}: not a format-{FORMAT} zoo manifest")
-    return manifest
-
-
-def zoo_root_of(path: str | os.PathLike) -> Path | None:
-    """The zoo folder a file lies in (``ZOO/runs/RUN/FILE`` or ``ZOO/models/FILE``), or None."""
-    path = Path(path).resolve()
-    for root in path.parents[:3]:
-        if (root / MANIFEST).is_file() and path.relative_to(root).parts[0] in ("runs", "models"):
-            return root
-    return None
-
-
-def verify_file(path: str | os.PathLike, zoo_dir: str | os.PathLike | None = None) -> None:
-    """Check one zoo file's size and sha256 against the manifest; ZooError naming the file otherwise.
-
-    A file outside any zoo passes unchecked. Results are cached per (path, size, mtime).
-    """
-    path = Path(path)
-    root = Path(zoo_dir).resolve() if zoo_dir else zoo_root_of(path)
-    if root is None:
-        return
-    rel = path.resolve().relative_to(root).as_posix()
-    entry = read_manifest(root)["files"].get(rel)
-    if entry is None:
-        raise ZooError(f"{path}: not listed in {root / MANIFEST}; a zoo file must be added with "
-                       f"python -m ensemble.zoo add")
-    if not path.is_file():
-        raise ZooError(f"{path}: listed in {root / MANIFEST} but missing")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime)
-    if _verified.get(key) == entry["sha256"]:
-        return
-    if stat.st_size != entry["size"] or sha256(path) != entry["sha256"]:
-        raise ZooError(f"{path}: sha256 or size differs from {root / MANIFEST} (the file was altered or "
-                       f"truncated); refusing to use it")
-    _verified[key] = entry["sha256"]
 
 
 def verify(zoo_dir: str | os.PathLike) -> list[str]:
@@ -362,109 +294,9 @@ def format_list(zoo_dir: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface."""
-    p = argparse.ArgumentParser(prog="python -m ensemble.zoo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--zoo", help="zoo folder (default: $FER_ZOO, else the installed zoo package)")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="runs, accuracies and the release")
-    sub.add_parser("verify", help="check every file against MANIFEST.json (exit 1 on any problem)")
-    a = sub.add_parser("add", help="copy a finished run's run.json, history.csv and predictions.npz into the zoo")
-    a.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    a.add_argument("--commit", help="project commit the run(s) trained on (default: run.json's, the commit of "
-                                    "the process that finished the run)")
-    a.add_argument("--replace", action="store_true", help="overwrite runs of the same name")
-    sub.add_parser("pack", help="store the runs' predictions packed: lossless, about 19 %% smaller")
-    r = sub.add_parser("release", help="choose the best ensemble on PublicTest within the model budget and "
-                                       "copy its models in")
-    r.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="zoo runs to choose from")
-    r.add_argument("--models-from", required=True, metavar="DIR", help="folder with <run>/model.keras")
-    r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help="model budget (default 50; less when the zoo's own 80 MB leave less room)")
-    r.add_argument("--show", type=int, default=8, help="distinct candidates to print (default 8)")
-    r.add_argument("--dry-run", action="store_true", help="print the candidates, change nothing")
-    r.add_argument("--force", action="store_true", help="replace the release even without a 0.5-point gain")
-    f = sub.add_parser("fast", help="make one zoo run the model behind --fast (video) and copy its model in")
-    f.add_argument("run", metavar="RUN", help="a run in the zoo")
-    f.add_argument("--models-from", required=True, metavar="DIR", help="folder with RUN/model.keras")
-    f.add_argument("--force", action="store_true", help="record it even if it does not beat today's fast "
-                                                        "model on PublicTest")
-    return p
-
-
-def _distinct(rows: list[dict]) -> list[dict]:
-    """Candidates with the same weights once each, the first kept (greedy over several subsets often agrees)."""
-    seen, out = set(), []
-    for row in rows:
-        key = tuple(sorted((n, round(w, 9)) for n, w in row["weights"].items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(row)
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (1 for a broken zoo or a refused change)."""
-    args = build_parser().parse_args(argv)
-    root = Path(args.zoo) if args.zoo else default_zoo_dir()
-    try:
-        if args.command == "list":
-            print(format_list(root))
-        elif args.command == "verify":
-            problems = verify(root)
-            for line in problems:
-                print(f"error: {line}", file=sys.stderr)
-            manifest = read_manifest(root)
-            print(f"{root / MANIFEST}: {len(manifest['files'])} files, {len(manifest['runs'])} runs, "
-                  f"{size_mb(root):.1f} MB: " + ("FAILED" if problems else "all sha256 match"))
-            return 1 if problems else 0
-        elif args.command == "add":
-            for run_dir in args.run_dirs:
-                e = add_run(run_dir, root, commit=args.commit, replace=args.replace)
-                print(f"added {Path(run_dir).name}: val {_pct(e['val_acc'])} (TTA {_pct(e['val_acc_tta'])}), "
-                      f"test {_pct(e['test_acc'])} (TTA {_pct(e['test_acc_tta'])})")
-        elif args.command == "pack":
-            count, saved = pack_runs(root)
-            print(f"packed {count} predictions file(s), {saved:.1f} MB saved; the zoo now takes "
-                  f"{size_mb(root):.1f} MB (budget {ZOO_BUDGET_MB:g} MB)")
-        elif args.command == "fast":
-            from ensemble import release
-
-            fast = release.record_fast(root, args.run, args.models_from, force=args.force)
-            print(f"fast model: {fast['run']} ({fast['model_mb']} MB); PublicTest {_pct(fast['val_acc_tta'])}, "
-                  f"PrivateTest {_pct(fast['test_acc'])} (TTA {_pct(fast['test_acc_tta'])})\n"
-                  f"  reproduce: {fast['command']}")
-        else:
-            from ensemble import release
-
-            model_mb = {n: (Path(args.models_from) / n / "model.keras").stat().st_size / 1e6
-                        for n in args.runs if (Path(args.models_from) / n / "model.keras").is_file()}
-            budget = args.budget_mb
-            room = release.model_room_mb(root)
-            if room < budget:
-                budget = max(room, 0.0)
-                print(f"model budget: {budget:.1f} MB, the room left for the release's models within the zoo's "
-                      f"{ZOO_BUDGET_MB:g} MB (--budget-mb {args.budget_mb:g})")
-            rows = release.candidates(root, args.runs, model_mb, budget)
-            for row in _distinct(rows)[: args.show]:
-                weights = ", ".join(f"{n} {w:.3g}" for n, w in row["weights"].items())
-                print(f"  val {_pct(row['val_acc_tta'])}  {row['model_mb']:6.1f} MB  {row['select']:6s} "
-                      f"{'' if row['fits'] else '(over budget) '}{weights}")
-            best = next((row for row in rows if row["fits"]), None)
-            if best is None:
-                raise ZooError(f"no candidate fits the {budget:.1f} MB model budget")
-            if not args.dry_run:
-                rel = release.record_release(root, best, args.models_from, force=args.force)
-                print(f"release: {', '.join(rel['runs'])}; PublicTest {_pct(rel['val_acc_tta'])}, PrivateTest "
-                      f"{_pct(rel['test_acc'])} (TTA {_pct(rel['test_acc_tta'])}); {rel['model_mb']} MB\n"
-                      f"  reproduce: {rel['command']}")
-    except (ZooError, ContractError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:  # CombineError and friends
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
+    # The command sits above the zoo and the release search (ensemble.zoo_cli imports both); importing it
+    # only when this file runs as the command keeps ensemble.zoo itself beneath ensemble.release.
+    from ensemble.zoo_cli import main
+
     sys.exit(main())

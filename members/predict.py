@@ -32,174 +32,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ensemble import tta as tta_views
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_bytes
-from members.evaluate import RunSelectionError, saved_views, select_runs
+from members.evaluate import RunSelectionError
+from members.face_model import TTA_MODES, FaceEnsemble, load_model
+from members.faces import (CASCADE_FILE, FACE_SIDE, Face, FaceInputError, annotation_paths, face_detector,
+                           find_faces, read_image, square_crop)
 from members.video import cli as video_cli
 
-CASCADE_FILE = "haarcascade_frontalface_default.xml"
-FACE_SIDE = 48
-TTA_MODES = ("none", "flip", "all")
-
-
-class PredictError(ValueError):
-    """A photo or an option that cannot be used (a user's mistake); the message names it."""
-
-
-@dataclass
-class Face:
-    """One detected face: its box in the photo (x, y, w, h) and its 48x48 grey crop."""
-
-    box: tuple[int, int, int, int]
-    crop: np.ndarray
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """A photo as BGR uint8 (H, W, 3); PredictError when missing or not an image OpenCV decodes."""
-    import cv2
-
-    path = Path(path)
-    if not path.exists():
-        raise PredictError(f"{path}: file not found")
-    if not path.is_file():
-        raise PredictError(f"{path}: not a file")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise PredictError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise PredictError(f"{path}: not an image OpenCV can read (empty, truncated or not a picture format)")
-    return image
-
-
-def face_detector():
-    """OpenCV's bundled frontal-face Haar cascade."""
-    import cv2
-
-    path = Path(cv2.data.haarcascades) / CASCADE_FILE
-    detector = cv2.CascadeClassifier(str(path))
-    if detector.empty():
-        raise RuntimeError(f"{path}: OpenCV's Haar cascade could not be loaded (is opencv-python-headless intact?)")
-    return detector
-
-
-def square_crop(grey: np.ndarray, box: Sequence[int], margin: float = 0.0, side: int = FACE_SIDE) -> np.ndarray:
-    """The square around ``box``'s centre (side ``max(w, h) * (1 + 2 * margin)``), edge-padded, as side x side.
-
-    Args:
-        grey: uint8 (H, W) photo.
-        box: (x, y, w, h).
-        margin: share of the box side added on each side.
-        side: output side.
-
-    Returns:
-        uint8 (side, side).
-    """
-    import cv2
-
-    if margin < 0:
-        raise ValueError(f"margin must be non-negative. Received: margin={margin!r}")
-    x, y, w, h = (int(v) for v in box)
-    size = max(1, int(round(max(w, h) * (1.0 + 2.0 * margin))))
-    x0, y0 = x + w // 2 - size // 2, y + h // 2 - size // 2
-    height, width = grey.shape[:2]
-    pad = max(0, -x0, -y0, x0 + size - width, y0 + size - height)
-    if pad:
-        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    crop = grey[y0 : y0 + size, x0 : x0 + size]
-    interpolation = cv2.INTER_AREA if size >= side else cv2.INTER_LINEAR
-    return cv2.resize(crop, (side, side), interpolation=interpolation)
-
-
-def find_faces(image: np.ndarray, detector=None, min_size: int = 30, scale_factor: float = 1.1,
-               min_neighbors: int = 5, margin: float = 0.0, detect_max_side: int = 0) -> list[Face]:
-    """Faces of a BGR (or grey) photo, left to right, each with its 48x48 grey crop.
-
-    Args:
-        image: BGR (H, W, 3) or grey (H, W) uint8 photo.
-        detector: a ``cv2.CascadeClassifier`` (default: ``face_detector()``).
-        min_size: smallest face side searched, in pixels of the photo.
-        scale_factor: the cascade's ``scaleFactor``.
-        min_neighbors: the cascade's ``minNeighbors``.
-        margin: share of the box side added on each side of the crop.
-        detect_max_side: when positive and the photo is larger, detect on a copy shrunk to this
-            longest side (much faster); boxes are mapped back and crops taken from the full photo.
-
-    Returns:
-        The faces, sorted by box position.
-    """
-    import cv2
-
-    detector = detector if detector is not None else face_detector()
-    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    scale = 1.0
-    small = grey
-    if detect_max_side > 0 and max(grey.shape) > detect_max_side:
-        scale = detect_max_side / max(grey.shape)
-        small = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
-                           interpolation=cv2.INTER_AREA)
-    side = max(1, round(min_size * scale))
-    boxes = detector.detectMultiScale(small, scaleFactor=scale_factor, minNeighbors=min_neighbors,
-                                      minSize=(side, side))
-    boxes = [tuple(int(round(v / scale)) for v in b) for b in np.asarray(boxes).reshape(-1, 4)]
-    boxes.sort(key=lambda b: (b[0], b[1]))
-    return [Face(b, square_crop(grey, b, margin)) for b in boxes]
-
-
-class FaceEnsemble:
-    """Runs loaded once, each with its TTA views: uint8 faces in, soft-voted probabilities out.
-
-    Args:
-        run_dirs: finished run folders.
-        tta: ``none``, ``flip`` or ``all`` (every view the run saved).
-        weights: one non-negative weight per run (normalised), or None for equal weights.
-        model_paths: each run's model file, or None (``run_dir/model.keras``); zoo files are verified.
-    """
-
-    def __init__(self, run_dirs: Sequence[Path], tta: str = "flip", weights: Sequence[float] | None = None,
-                 model_paths: Sequence[Path | None] | None = None):
-        from ensemble.voting import normalize_weights
-        from members.inference import load_run
-
-        if tta not in TTA_MODES:
-            raise ValueError(f"--tta must be one of {list(TTA_MODES)}. Received: tta={tta!r}")
-        if not run_dirs:
-            raise ValueError("FaceEnsemble needs at least one run. Received: run_dirs=[]")
-        model_paths = list(model_paths) if model_paths is not None else [None] * len(run_dirs)
-        self.names = [Path(d).name for d in run_dirs]
-        self.weights = normalize_weights(weights, len(run_dirs))
-        self.views = [tta_views.views_for(tta, available=saved_views(d)) for d in run_dirs]
-        self.predictors = [load_run(d, m) for d, m in zip(run_dirs, model_paths)]
-        self.tta = tta
-
-    def run_probs(self, faces: np.ndarray) -> np.ndarray:
-        """Each run's TTA-averaged probabilities, float32 (R, N, 7), for uint8 faces (N, 48, 48).
-
-        The views of a run go through its model as one batch (one call per run).
-        """
-        faces = np.asarray(faces)
-        if faces.dtype != np.uint8 or faces.ndim != 3:
-            raise ValueError(f"faces must be uint8 (N, H, W). Received: {faces.dtype} {faces.shape}")
-        n = len(faces)
-        out = []
-        for predictor, views in zip(self.predictors, self.views):
-            batch = np.concatenate([tta_views.apply_view(faces, v) for v in views]) if n else faces
-            probs = predictor.predict(batch).reshape(len(views), n, len(CLASSES))
-            out.append(probs.mean(axis=0, dtype=np.float64))
-        return np.stack(out).astype(np.float32)
-
-    def predict(self, faces: np.ndarray) -> np.ndarray:
-        """The soft vote (weighted mean of the runs' TTA-averaged probabilities), float32 (N, 7)."""
-        probs = self.run_probs(faces).astype(np.float64)
-        return np.tensordot(self.weights, probs, axes=1).astype(np.float32)
+# What this module gave before faces.py and face_model.py held them; members.api is the documented door.
+__all__ = ["CASCADE_FILE", "FACE_SIDE", "TTA_MODES", "Face", "FaceEnsemble", "PredictError", "annotation_paths",
+           "face_detector", "find_faces", "read_image", "square_crop", "predict_photos", "format_results",
+           "annotate", "write_image", "build_parser", "main"]
+PredictError = FaceInputError  # the name of the photo command's errors
 
 
 def predict_photos(paths: Sequence[str | Path], ensemble: FaceEnsemble, images: Sequence[np.ndarray] | None = None,
@@ -268,21 +117,6 @@ def annotate(image: np.ndarray, result: dict) -> np.ndarray:
     return out
 
 
-def annotation_paths(out: str | Path, images: Sequence[str | Path]) -> list[Path]:
-    """Where ``--annotate OUT`` writes each photo: OUT itself for one photo, else ``OUT-<photo name>``."""
-    out = Path(out)
-    if len(images) == 1:
-        return [out]
-    paths, seen = [], set()
-    for i, image in enumerate(images):
-        p = out.with_name(f"{out.stem}-{Path(image).stem}{out.suffix}")
-        if p in seen:
-            p = out.with_name(f"{out.stem}-{Path(image).stem}-{i + 1}{out.suffix}")
-        seen.add(p)
-        paths.append(p)
-    return paths
-
-
 def write_image(path: Path, image: np.ndarray) -> None:
     """Encode by the file's extension and write atomically."""
     import cv2
@@ -349,12 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.annotate:
             _check_image_suffix(Path(args.annotate))
         images = [read_image(p) for p in args.images]
-        selection = select_runs(args.runs, args.artifacts)
-        if args.fast:
-            selection = video_cli.fast_selection(selection)
-        tta = args.tta or selection.tta or "flip"
-        ensemble = FaceEnsemble(selection.run_dirs, tta, selection.weights, selection.model_paths)
-        results = predict_photos(args.images, ensemble, images, min_size=args.min_size,
+        loaded = load_model(args.runs, args.artifacts, fast=args.fast, tta=args.tta)
+        results = predict_photos(args.images, loaded.ensemble, images, min_size=args.min_size,
                                  min_neighbors=args.min_neighbors, margin=args.margin,
                                  detect_max_side=args.detect_max_side)
         if args.annotate:
@@ -366,9 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        source = selection.source if selection.tta and not args.tta else \
-            f"{', '.join(ensemble.names)}; TTA {tta}; soft vote of {len(ensemble.names)} run(s)"
-        print(format_results(results, source))
+        print(format_results(results, loaded.source))
     if args.annotate:
         print(f"annotated photo(s) written: {', '.join(map(str, annotation_paths(args.annotate, args.images)))}",
               file=sys.stderr)

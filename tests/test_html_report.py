@@ -196,6 +196,12 @@ def test_eval_sets_and_outlier_faces_from_the_data_file(tmp_path, monkeypatch):
     page = parse(out / "index.html")
     ids = {img["id"] for img in page.images}
     assert {"fig-outliers", "fig-eval-other"} <= ids
+    # ensemble/ reads the faces itself (it never imports members): the same pixels as the data layer's
+    from ensemble.html_report import load_faces
+
+    faces, why = load_faces(data_path, data.test.ids, data.test.y)
+    assert why is None and np.array_equal(faces, data.test.x)
+    assert "labels" in load_faces(data_path, data.test.ids, (data.test.y + 1) % 7)[1]
     ev = json.loads((out / "eval-other.json").read_text())
     assert page.tables["eval-other"][-1][2] == fmt_pct(ev["ensemble"]["acc_tta"])
     # ids that the data file does not hold: a note instead of the faces, the rest of the page intact

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ensemble import combine, release, zoo
+from ensemble import combine, release, zoo, zoo_cli
 from ensemble.artifacts import CLASSES, ContractError, is_packed, read_predictions
 from test_combine import make_runs
 
@@ -101,7 +101,7 @@ def test_runs_are_stored_packed_and_an_older_plain_zoo_is_packed_in_place(fake_z
         manifest["files"][rel] = zoo.file_entry(root, rel)
     zoo.write_manifest(root, manifest)
     before = zoo.size_mb(root)
-    assert zoo.main(["--zoo", str(root), "pack"]) == 0
+    assert zoo_cli.main(["--zoo", str(root), "pack"]) == 0
     assert "packed 2 predictions file(s)" in capsys.readouterr().out
     assert zoo.size_mb(root) < before and zoo.verify(root) == []
     assert read_predictions(root / "runs" / "a").val.probs.tobytes() == read_predictions(art / "a").val.probs.tobytes()
@@ -124,7 +124,7 @@ def test_an_altered_or_unlisted_file_is_refused_by_every_reader(fake_zoo, capsys
         read_predictions(root / "runs" / "b")
     assert combine.main([str(root / "runs"), "--quiet"]) == 1
     assert "predictions.npz: sha256 or size differs" in capsys.readouterr().err
-    assert zoo.main(["--zoo", str(root), "verify"]) == 1
+    assert zoo_cli.main(["--zoo", str(root), "verify"]) == 1
     (root / "runs" / "a" / "extra.txt").write_text("x")
     assert any("extra.txt: in the zoo but not in" in p for p in zoo.verify(root))
 
@@ -176,9 +176,9 @@ def test_the_fast_model_must_beat_the_release_on_publictest_and_survives_a_new_r
         manifest["runs"]["student"]["val_acc_tta"] = score  # the student's PublicTest figure, set for the test
         zoo.write_manifest(root, manifest)
         if refused:
-            assert zoo.main(["--zoo", str(root), "fast", "student", "--models-from", str(art)]) == 1
+            assert zoo_cli.main(["--zoo", str(root), "fast", "student", "--models-from", str(art)]) == 1
             assert f"does not beat {best}" in capsys.readouterr().err
-    assert zoo.main(["--zoo", str(root), "fast", "student", "--models-from", str(art)]) == 0
+    assert zoo_cli.main(["--zoo", str(root), "fast", "student", "--models-from", str(art)]) == 0
     assert "fast model: student" in capsys.readouterr().out
     member, entry = zoo.fast_member(root)
     assert member.name == "student" and member.model_path == root / "models" / "student.keras"
@@ -351,7 +351,7 @@ def test_release_dry_run_prints_each_distinct_candidate_once_and_changes_nothing
     assert sum(r["weights"] == {"b": 1.0} for r in rows) == 2  # the mean of {b} and greedy over {b}
     argv = ["--zoo", str(root), "release", "--runs", "a", "a-cw", "b", "--models-from", str(art),
             "--budget-mb", "3.5", "--show", "100", "--dry-run"]
-    assert zoo.main(argv) == 0
+    assert zoo_cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len({repr(sorted(r["weights"].items())) for r in rows})
     assert len(set(lines)) == len(lines) and sum(line.rstrip().endswith(" b 1") for line in lines) == 1
@@ -370,7 +370,7 @@ def test_release_chooses_among_candidates_that_fit_the_zoos_own_budget(tmp_path,
     monkeypatch.setattr(release, "ZOO_BUDGET_MB", runs_mb + 2.5)  # room for a and a-cw, not for b
     monkeypatch.setattr(zoo, "ZOO_BUDGET_MB", runs_mb + 2.5)
     argv = ["--zoo", str(root), "release", "--runs", "a", "a-cw", "b", "--models-from", str(art), "--force"]
-    assert zoo.main(argv) == 0
+    assert zoo_cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "model budget: 2.5 MB" in out and "(over budget)" in out
     entry = zoo.read_manifest(root)["release"]

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from members.face_model import load_model
+from members.faces import annotation_paths
 from members.video.analyze import VideoOptions, analyze
 from members.video.outputs import (ANNOTATE_SUFFIXES, PLOT_SUFFIXES, CsvOutput, VideoOutput, check_output,
                                    format_summary, write_plot)
@@ -58,41 +60,8 @@ def photo_only_check(args: argparse.Namespace) -> None:
                          f".mp4 .avi .mov .mkv .webm .m4v). Received: {' '.join(map(str, args.images))}")
 
 
-def fast_selection(selection):
-    """One model for ``--fast``, as a RunSelection: the zoo's fast model, else the best single run.
-
-    For the zoo's release (``selection.tta`` set) a fast model recorded in the zoo (``python -m
-    ensemble.zoo fast``, e.g. a distilled student) wins. Otherwise the best single run of the
-    selection by PublicTest accuracy (identity view); the zoo release's TTA mode is kept and the
-    weights become the single run's 1.
-    """
-    import numpy as np
-
-    from ensemble.artifacts import read_predictions
-    from ensemble.zoo import fast_member
-    from members.evaluate import RunSelection
-
-    fast = fast_member() if selection.tta else None
-    if fast is not None:
-        member, entry = fast
-        return RunSelection([member.run_dir], [member.model_path], None, entry["tta"],
-                            f"the zoo's fast model {member.name} (PublicTest {100 * entry['val_acc_tta']:.2f} % "
-                            f"with TTA {entry['tta']})")
-
-    scores = []
-    for run_dir in selection.run_dirs:
-        val = read_predictions(run_dir).val
-        scores.append(float(np.mean(val.probs[0].argmax(-1) == val.labels)))
-    k = int(np.argmax(scores))
-    name = Path(selection.run_dirs[k]).name
-    return RunSelection([selection.run_dirs[k]], [selection.model_paths[k]], None, selection.tta,
-                        f"{name}, the best single run of {selection.source} (PublicTest {100 * scores[k]:.2f} %)")
-
-
 def output_paths(out: str | None, names: list[str]) -> list[Path | None]:
     """Where an output goes for each source: OUT itself for one, else ``OUT-<source name>.EXT``."""
-    from members.predict import annotation_paths
-
     if not out:
         return [None] * len(names)
     return annotation_paths(out, names)
@@ -106,8 +75,7 @@ def run(args: argparse.Namespace, capture_factory=None) -> int:
         capture_factory: the camera's capture constructor (default ``cv2.VideoCapture``; tests pass a stand-in).
     """
     from ensemble.artifacts import ContractError
-    from members.evaluate import RunSelectionError, select_runs
-    from members.predict import FaceEnsemble, PredictError
+    from members.evaluate import RunSelectionError
 
     sources = []
     try:
@@ -132,21 +100,14 @@ def run(args: argparse.Namespace, capture_factory=None) -> int:
             paths[option] = output_paths(out, names)
         for spec in ([args.camera] if args.camera is not None else args.images):
             sources.append(open_source(spec, capture_factory))
-        selection = select_runs(args.runs, args.artifacts)
-        if args.fast:
-            selection = fast_selection(selection)
-        tta = args.tta or selection.tta or "flip"
-        ensemble = FaceEnsemble(selection.run_dirs, tta, selection.weights, selection.model_paths)
-        if selection.tta:  # the zoo's release ensemble, or its best run with --fast
-            model = selection.source + (f"; --tta {tta}" if args.tta else "")
-        else:
-            model = f"{', '.join(ensemble.names)}; TTA {tta}; soft vote of {len(ensemble.names)} run(s)"
+        loaded = load_model(args.runs, args.artifacts, fast=args.fast, tta=args.tta)
+        model, ensemble = loaded.source, loaded.ensemble
         for k, source in enumerate(sources):
             written = analyze_one(source, ensemble, options, paths["csv"][k], paths["annotate"][k],
                                   paths["plot"][k], model)
             if written:
                 print(f"written: {', '.join(map(str, written))}", file=sys.stderr)
-    except (VideoError, PredictError, RunSelectionError, ContractError, ValueError) as exc:
+    except (VideoError, RunSelectionError, ContractError, ValueError) as exc:  # FaceInputError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
