@@ -3,7 +3,9 @@
 import os as _os
 
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) hides the messages users need;
-# a user who wants it back sets TF_CPP_MIN_LOG_LEVEL=0.
+# a user who wants it back sets TF_CPP_MIN_LOG_LEVEL=0. Its earliest lines (and the cuInit error of a
+# machine without a GPU) ignore that level: members.quiet filters them around the first import.
+_user_tf_log_level = _os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX512-VNNI, AVX512-BF16 or
@@ -18,3 +20,7 @@ _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 from members.backend import choose_default_backend as _choose_default_backend  # noqa: E402
 
 _choose_default_backend()
+
+from members.quiet import install as _quiet_tensorflow_start  # noqa: E402
+
+_quiet_tensorflow_start(_user_tf_log_level)
