@@ -24,3 +24,19 @@ _choose_default_backend()
 from members.quiet import install as _quiet_tensorflow_start  # noqa: E402
 
 _quiet_tensorflow_start(_user_tf_log_level)
+
+# The Python API (members.api) is the package's front door: ``from members import Recognizer``. It is
+# imported on first use of one of its names, so ``import members`` stays light (no OpenCV, no Keras).
+_API = ("CLASSES", "CSV_COLUMNS", "FaceInputError", "FaceResult", "Recognizer", "combine_report", "load")
+
+
+def __getattr__(name):
+    if name in _API:
+        from members import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'members' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API))

@@ -67,6 +67,32 @@ class _Pending:
         self.part.unlink(missing_ok=True)
 
 
+def frame_rows(frame: int, time_s: float, ids: Sequence[int], boxes: Sequence[Sequence[int]],
+               probs: np.ndarray) -> list[tuple]:
+    """The rows of one frame, one per face, as values in ``CSV_COLUMNS`` order."""
+    return [(frame, float(time_s), int(face_id), *(int(v) for v in box), *(float(v) for v in p),
+             CLASSES[int(np.argmax(p))]) for face_id, box, p in zip(ids, boxes, probs)]
+
+
+class RowTable:
+    """The ``--csv`` rows kept in memory (the Python API's table): ``write`` as ``CsvOutput``, then ``to_pandas``."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+
+    def write(self, frame: int, time_s: float, ids: Sequence[int], boxes: Sequence[Sequence[int]],
+              probs: np.ndarray) -> None:
+        """The rows of one frame: one per face."""
+        self.rows += frame_rows(frame, time_s, ids, boxes, probs)
+
+    def to_pandas(self):
+        """A ``pandas.DataFrame`` with the columns of ``--csv`` (``CSV_COLUMNS``), one row per frame and face."""
+        import pandas as pd
+
+        table = pd.DataFrame(self.rows, columns=list(CSV_COLUMNS))
+        return table.astype({c: "int64" for c in ("frame", "face_id", "x", "y", "w", "h")})
+
+
 class CsvOutput(_Pending):
     """``--csv``: one row per frame and face (``CSV_COLUMNS``), probabilities with 6 decimals."""
 
@@ -79,9 +105,9 @@ class CsvOutput(_Pending):
     def write(self, frame: int, time_s: float, ids: Sequence[int], boxes: Sequence[Sequence[int]],
               probs: np.ndarray) -> None:
         """The rows of one frame: one per face."""
-        for face_id, box, p in zip(ids, boxes, probs):
-            self._writer.writerow([frame, f"{time_s:.4f}", face_id, *(int(v) for v in box),
-                                   *(f"{v:.6f}" for v in p), CLASSES[int(np.argmax(p))]])
+        n = len(CLASSES)
+        for row in frame_rows(frame, time_s, ids, boxes, probs):
+            self._writer.writerow([row[0], f"{row[1]:.4f}", *row[2:7], *(f"{v:.6f}" for v in row[7:7 + n]), row[-1]])
 
     def _close(self) -> None:
         if self._fh is not None:
