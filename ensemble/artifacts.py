@@ -45,6 +45,7 @@ CLASS_TITLES = tuple(c.capitalize() for c in CLASSES)
 NUM_CLASSES = len(CLASSES)
 PREDICTIONS_FILE = "predictions.npz"
 RUN_FILE = "run.json"
+ENSEMBLE_FILE = "ensemble.json"
 PROB_TOLERANCE = 1e-3
 SPLITS = ("val", "test")
 ENCODING_KEY = "probs_encoding"
@@ -168,6 +169,31 @@ def write_eval(run_dir: str | os.PathLike, name: str, views, probs, labels, ids)
     validate_arrays(arrays, path, splits=("",))
     atomic_savez(path, **arrays)
     return path
+
+
+def write_ensemble_record(folder: str | os.PathLike, weights: Mapping[str, float], tta: str, source: str) -> Path:
+    """Record beside a folder's runs the ensemble they form: ``ENSEMBLE_FILE`` (weights per run, TTA, origin).
+
+    ``python -m members.evaluate`` writes it for the zoo's release, so that ``python -m ensemble.combine
+    FOLDER --eval NAME`` votes with the release's weights, not equal ones, and says where they came from.
+    """
+    path = Path(folder) / ENSEMBLE_FILE
+    atomic_write_json(path, {"weights": {str(n): float(w) for n, w in weights.items()}, "tta": str(tta),
+                             "source": str(source)})
+    return path
+
+
+def read_ensemble_record(folder: str | os.PathLike) -> dict | None:
+    """The folder's ``ENSEMBLE_FILE`` (``weights``, ``tta``, ``source``), or None without one; ContractError if malformed."""
+    path = Path(folder) / ENSEMBLE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        weights = {str(n): float(w) for n, w in record["weights"].items()}
+        return {"weights": weights, "tta": str(record.get("tta", "")), "source": str(record["source"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ContractError(f"{path}: not an ensemble record (weights per run, source): {exc}") from None
 
 
 def is_valid_eval_name(name: str) -> bool:

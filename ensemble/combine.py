@@ -40,7 +40,7 @@ from ensemble import comparisons, metrics, report, voting
 from ensemble.comparisons import ENSEMBLE
 from ensemble.cost import ensemble_cost, run_cost
 from ensemble.artifacts import CLASS_TITLES, CLASSES, NUM_CLASSES, PREDICTIONS_FILE, ContractError, \
-    RunPredictions, find_runs, match_runs, read_eval, read_predictions
+    ENSEMBLE_FILE, RunPredictions, find_runs, match_runs, read_ensemble_record, read_eval, read_predictions
 
 TTA_MODES = ("none", "flip", "all")
 SELECT_MODES = ("all", "greedy")
@@ -295,6 +295,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
     val_tta, test_tta = stack_views(loaded, "val", tta), stack_views(loaded, "test", tta)
     val_none, test_none = stack_views(loaded, "val", "none"), stack_views(loaded, "test", "none")
     val_labels, test_labels = loaded[0].val.labels, loaded[0].test.labels
+    notes = []
+    weights, weights_source = _weights_and_source(artifacts_dir, names, weights, select, notes)
     w, greedy = _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps)
     keep = w > 0
 
@@ -306,7 +308,6 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
                   for i, n in enumerate(names)}
     val_scores[ENSEMBLE] = tuple(metrics.accuracy(voting.ensemble_probs(p[keep], w[keep], voting_mode)[0], val_labels)
                                  for p in (val_none, val_tta))
-    notes = []
     table_rows = comparison_rows(loaded)
     gain_pairs, best_single = comparisons.gain_pairs(names, val_scores, table_rows, tta, notes, loaded)
 
@@ -316,6 +317,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         "artifacts_dir": str(artifacts_dir),
         "settings": {"tta": tta, "voting": voting_mode, "select": select,
                      "weights": None if weights is None else [float(x) for x in weights],
+                     "weights_source": weights_source,
                      "greedy_steps": greedy_steps if greedy else None, "bootstrap_resamples": n_resamples,
                      "bootstrap_seed": seed, "confidence": 0.95, "ece_bins": metrics.ECE_BINS},
         "classes": list(CLASSES),
@@ -344,8 +346,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
                                          "history": [{**h, "run": names[h["run"]]} for h in greedy.history]}
     _place_gains(summary["gains"], scored["gains"])
 
-    eval_results = {name: _score_eval(loaded, name, tta, w, voting_mode, temperatures, best_single, n_resamples, seed)
-                    for name in evals}
+    eval_results = {name: {**_score_eval(loaded, name, tta, w, voting_mode, temperatures, best_single, n_resamples,
+                                         seed), "weights_source": weights_source} for name in evals}
     summary["evals"] = {name: {"ensemble_acc": e["ensemble"]["acc"], "ensemble_acc_tta": e["ensemble"]["acc_tta"],
                                "n": e["n"]} for name, e in eval_results.items()}
     markdown = report.summary_markdown(summary)
@@ -374,6 +376,29 @@ def default_report_dir(artifacts_dir: Path) -> Path:
     if artifacts_dir.name == "runs" and (artifacts_dir.parent / MANIFEST).is_file():
         return Path("artifacts") / "zoo-report"
     return artifacts_dir / "report"
+
+
+def _weights_and_source(artifacts_dir: Path, names: list[str], weights, select: str, notes: list[str]):
+    """The weights to use (None: equal) and where they came from, in words.
+
+    Without ``--weights`` or ``--select greedy``, an ``ENSEMBLE_FILE`` beside the runs (``members.evaluate``
+    writes one for the zoo's release) gives the weights when it names exactly the selected runs.
+    """
+    if weights is not None:
+        return weights, "given with --weights"
+    if select == "greedy":
+        return None, "chosen by greedy selection on PublicTest"
+    try:
+        record = read_ensemble_record(artifacts_dir)
+    except ContractError as exc:
+        raise CombineError(str(exc)) from None
+    if record is None:
+        return None, "equal weights"
+    if sorted(record["weights"]) != sorted(names):
+        notes.append(f"{artifacts_dir / ENSEMBLE_FILE} records the weights of {sorted(record['weights'])}, not of the "
+                     f"selected runs: equal weights")
+        return None, "equal weights"
+    return [record["weights"][n] for n in names], f"{record['source']} (from {artifacts_dir / ENSEMBLE_FILE})"
 
 
 def _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps):

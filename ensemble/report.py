@@ -267,8 +267,8 @@ def summary_markdown(s: dict) -> str:
              f"{len(runs)} run(s) from `{s['artifacts_dir']}`; PublicTest {s['n_val']} images, PrivateTest "
              f"{s['n_test']} images; TTA `{tta}`, {st['voting']} voting, selection `{st['select']}`; "
              f"{st['bootstrap_resamples']} bootstrap resamples (seed {st['bootstrap_seed']}).", "",
-             f"Ensemble members (weights): {weights}; PublicTest accuracy {fmt_pct(ens['val_acc_tta'])}% "
-             f"(identity view {fmt_pct(ens['val_acc'])}%).", ""]
+             f"Ensemble members (weights): {weights} ({st.get('weights_source', 'as given')}); PublicTest accuracy "
+             f"{fmt_pct(ens['val_acc_tta'])}% (identity view {fmt_pct(ens['val_acc'])}%).", ""]
     if ens.get("greedy"):
         lines += [f"Members chosen by greedy forward selection with replacement on PublicTest over "
                   f"{st['greedy_steps']} steps (pick counts: "
@@ -347,8 +347,8 @@ def eval_markdown(e: dict) -> str:
     names = [c.capitalize() for c in e["classes"]]
     ens, runs, gains = e["ensemble"], e["runs"], e["gains"]
     lines = [f"# Evaluation set `{e['name']}`", "",
-             f"{e['n']} images; TTA `{e['tta']}`, {e['voting']} voting; ensemble members and weights chosen on "
-             f"PublicTest; temperatures fitted on PublicTest.", ""]
+             f"{e['n']} images; TTA `{e['tta']}`, {e['voting']} voting; ensemble weights: "
+             f"{e.get('weights_source', 'chosen on PublicTest')}; temperatures fitted on PublicTest.", ""]
     if e["absent_classes"]:
         lines += [f"Classes absent from this set: {', '.join(e['absent_classes'])} (their recall and accuracy are "
                   f"undefined and left out of the macro means).", ""]

@@ -17,7 +17,9 @@ RUN is a run folder, or a run name (shell patterns allowed) under ``--artifacts`
 ``artifacts/``); with ``--artifacts`` alone, every run there. With neither, the zoo's release ensemble
 (``ensemble.zoo``: files checked against the manifest, the release's weights): its eval files go to
 ``--out`` (default ``artifacts/zoo-eval/<run>/``, beside copies of each run's run.json and
-predictions.npz), never into the zoo, and the weighted ensemble's accuracy is printed. The helpers
+predictions.npz), never into the zoo, and the weighted ensemble's accuracy is printed; the release's
+weights go to ``--out``'s ``ensemble.json``, so ``python -m ensemble.combine OUT --eval NAME`` votes
+with them too (the same figure by either route) and its report says where they came from. The helpers
 ``select_runs``, ``resolve_runs`` and ``saved_views`` are shared with ``members.predict`` and
 ``members.export``.
 """
@@ -37,7 +39,7 @@ import numpy as np
 
 from ensemble import tta, voting
 from ensemble.artifacts import (CLASSES, PREDICTIONS_FILE, RUN_FILE, ContractError, find_runs, is_valid_eval_name,
-                                match_runs, read_run_info, write_eval)
+                                match_runs, read_run_info, write_ensemble_record, write_eval)
 
 SPLITS = {"train": "Training", "val": "PublicTest", "test": "PrivateTest", "all": None}
 DEFAULT_ARTIFACTS = "artifacts"
@@ -307,9 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ensemble ({'weighted' if selection.weights else 'equal weights'}, soft vote): acc {acc[0]:.4f}, "
               f"TTA {acc[1]:.4f}", flush=True)
     folder = out_dir if out_dir is not None else Path(args.artifacts or DEFAULT_ARTIFACTS)
+    recorded = False
+    if selection.weights and out_dir is not None:  # the zoo's release: combine then votes with its weights
+        write_ensemble_record(out_dir, dict(zip((d.name for d in run_dirs), selection.weights)), selection.tta or "all",
+                              "the zoo's release weights, chosen on PublicTest by python -m ensemble.zoo release")
+        recorded = True
     if all(r["path"].parent.parent.resolve() == folder.resolve() for r in results):
         selection_args = "" if not args.runs or out_dir is not None else " --runs " + " ".join(d.name for d in run_dirs)
-        weights = "" if not selection.weights else " --weights " + " ".join(f"{x:.6g}" for x in selection.weights)
+        weights = "" if not selection.weights or recorded else \
+            " --weights " + " ".join(f"{x:.6g}" for x in selection.weights)
         tta_arg = f" --tta {selection.tta}" if selection.tta else ""
         print(f"next: python -m ensemble.combine {folder} --eval {args.name}{selection_args}{tta_arg}{weights}",
               flush=True)
