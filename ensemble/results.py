@@ -1,8 +1,8 @@
 """Results tables in Markdown that recompute themselves from ``zoo/runs``.
 
-    python -m ensemble.results check README.md docs/experiments.md   # exit 1 on any figure that differs
-    python -m ensemble.results render README.md --write              # refill every figure from the zoo
-    python -m ensemble.results figure README.md --out docs/results.png
+    python -m ensemble.results check README.md docs/results.md docs/experiments.md   # exit 1 on any figure that differs
+    python -m ensemble.results render docs/results.md --write        # refill every figure from the zoo
+    python -m ensemble.results figure docs/results.md --out docs/results.png
 
 A *results table* is a Markdown table with a ``command`` column whose cells hold an aggregator
 command on a zoo, ``python -m ensemble.combine zoo/runs --runs ...``. Two kinds are recognised by
@@ -10,7 +10,9 @@ their headers:
 
 * accuracy tables (a ``PrivateTest acc`` column): each row is the ensemble that its command builds
   (one run alone is its own ensemble). Checked columns: ``PrivateTest acc`` (identity view),
-  ``with TTA``, ``cross-entropy`` (with TTA), ``PublicTest acc`` (with TTA), as ``65.65 %`` and ``0.948``.
+  ``with TTA``, ``cross-entropy`` (with TTA), ``PublicTest acc`` (with TTA), as ``65.65 %`` and ``0.948``,
+  and ``training hours`` (the wall-clock training hours of the ensemble's runs, from their run.json,
+  as ``5.6 h``).
 * gain tables (a ``points`` column): the first cell names the gain: ``TTA, `RUN` `` (a run's TTA gain),
   ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``ensemble vs best single run``, or a twin kind of
   ``ensemble.comparisons.TWIN_KINDS`` with TTA or without: ``precision, `RUN` `` / ``precision
@@ -107,11 +109,16 @@ def _pct(x: float) -> str:
     return f"{report.fmt_pct(x)} %"
 
 
+def _hours(x: float | None) -> str:
+    return "unknown" if x is None else f"{x:.1f} h"
+
+
 ACCURACY_COLUMNS: dict[str, Callable[[dict], str]] = {
     "PrivateTest acc": lambda e: _pct(e["test_acc"]),
     "with TTA": lambda e: _pct(e["test_acc_tta"]),
     "cross-entropy": lambda e: f"{e['test_loss_tta']:.3f}",
     "PublicTest acc": lambda e: _pct(e["val_acc_tta"]),
+    "training hours": lambda e: _hours((e.get("cost") or {}).get("train_hours")),
 }
 GAIN_COLUMNS: dict[str, Callable[[dict], str]] = {
     "points": lambda g: f"{100 * g['delta']:+.2f}",

@@ -1,7 +1,7 @@
-"""The README's results tables against ``zoo/runs``: every figure recomputed by the aggregator.
+"""The results tables of the README, docs/results.md and the lab record against ``zoo/runs``.
 
-``test_readme_and_lab_record_match_the_zoo`` is the guard: a README figure that drifts from the
-committed predictions fails it. The other tests show the checker itself works on a fake zoo (and that
+``test_readme_and_lab_record_match_the_zoo`` is the guard: a figure of the README's headline table or
+of docs/results.md (every run, the gains) that drifts from the committed predictions fails it. The other tests show the checker itself works on a fake zoo (and that
 a one-digit change is caught).
 """
 
@@ -16,7 +16,8 @@ from ensemble import results, zoo
 from test_zoo import make_fake_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", ROOT / "docs" / "experiments.md"]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "results.md", ROOT / "docs" / "experiments.md"]
+CHECKED = DOCS[:2]  # every results row of these must be recomputable from the zoo
 
 
 def test_readme_and_lab_record_match_the_zoo():
@@ -25,14 +26,17 @@ def test_readme_and_lab_record_match_the_zoo():
     n, problems = results.check([p for p in DOCS if p.is_file()])
     assert problems == []
     assert n >= 7, f"only {n} figures checked: the README's headline tables should name zoo commands"
+    for doc in CHECKED:
+        assert results.check([doc])[0] >= 20, f"{doc.name}: its results tables should name zoo commands"
 
 
-def test_every_readme_results_row_is_recomputable_from_the_zoo():
-    """No row of the README's results tables may name a run that is not in zoo/runs."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("doc", CHECKED, ids=lambda p: p.name)
+def test_every_results_row_is_recomputable_from_the_zoo(doc):
+    """No row of the README's or docs/results.md's results tables may name a run that is not in zoo/runs."""
+    text = doc.read_text(encoding="utf-8")
     rows = [(row[0], row[header.index("command")]) for _, header, body in results.find_tables(text)
             if "command" in header and ("PrivateTest acc" in header or "points" in header) for _, row in body]
-    assert rows, "the README has no results table"
+    assert rows, f"{doc.name} has no results table"
     assert [label for label, command in rows if results._combine_args(command) is None] == []
 
 
