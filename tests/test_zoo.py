@@ -8,6 +8,7 @@ runs of test_evaluate.py test that predict, evaluate and export use a zoo's rele
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -240,8 +241,16 @@ def test_predict_evaluate_and_export_default_to_the_release(tiny_zoo, tmp_path, 
 
     assert evaluate.main(["--data", str(tiny_zoo["csv"]), "--name", "again"]) == 0
     out = capsys.readouterr().out
-    assert "ensemble (weighted, soft vote)" in out and "--weights 0.75 0.25" in out
+    assert "next: python -m ensemble.combine artifacts/zoo-eval --eval again --tta all\n" in out
     assert (tmp_path / "artifacts" / "zoo-eval" / members[0].name / "eval-again.npz").is_file()
+    # The README's next command gives the release's figure too: it votes with the weights evaluate recorded.
+    record = json.loads((tmp_path / "artifacts" / "zoo-eval" / "ensemble.json").read_text())
+    assert record["weights"] == pytest.approx({m.name: m.weight for m in members})
+    printed = re.search(r"ensemble \(weighted, soft vote\): acc ([\d.]+), TTA ([\d.]+)", out)
+    again = combine.combine(tmp_path / "artifacts" / "zoo-eval", evals=["again"], write=False, n_resamples=20)
+    assert [f"{again.summary['evals']['again'][k]:.4f}" for k in ("ensemble_acc", "ensemble_acc_tta")] == \
+        [printed.group(1), printed.group(2)]
+    assert "the zoo's release weights" in again.evals["again"]["markdown"]
     assert zoo.verify(tiny_zoo["zoo"]) == []  # nothing was written into the zoo
 
     assert export.main(["--out", str(tmp_path / "release.keras")]) == 0
