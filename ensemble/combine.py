@@ -265,7 +265,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         greedy_steps: additions made by greedy selection.
         write: write the files (False: compute only).
         html: also write ``index.html``, the report as a page with figures.
-        data: the data file (as ``members.train --data``) whose faces the page shows for the outliers.
+        data: the FER2013 CSV (as ``members.train --data``) whose faces the page shows for the outliers.
         command: the command line shown on the page (default: this call).
 
     Returns:
@@ -542,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-html", dest="html", action="store_false",
                    help="do not write OUT/index.html (the report as one self-contained page with figures)")
     p.add_argument("--data", metavar="PATH",
-                   help="the FER2013 file the runs were predicted on: index.html then shows the outlier faces")
+                   help="the FER2013 CSV (plain or gzip) the runs were predicted on: index.html then shows the "
+                        "outlier faces")
     p.add_argument("--quiet", action="store_true", help="do not print the report on stdout")
     return p
 

@@ -14,7 +14,8 @@ Choices where the issue is silent:
       (``run.json`` ``monitor``, default ``val_accuracy``; first on ties), as the trainer's checkpoint
       picks it. Phase changes are marked where ``history.csv`` has a ``phase`` column and it changes
       (the trainer's CSVLogger writes none today, so none are drawn for its runs).
-    * Outlier faces (``--data``): PrivateTest images whose label is not among the ensemble's top 3
+    * Outlier faces (``--data``, a FER2013 CSV read here with pandas: ``ensemble/`` never imports the
+      data layer in ``members/``): PrivateTest images whose label is not among the ensemble's top 3
       (TTA probabilities), per class the 8 with the lowest probability of their label.
     * The reliability diagram is the ensemble's (TTA), before and after its PublicTest temperature,
       with the ECE bins of ``metrics.ECE_BINS``.
