@@ -218,14 +218,16 @@ def load(runs: Sequence[str | os.PathLike] | None = None, **options) -> Recogniz
     return Recognizer(runs, **options)
 
 
-def combine_report(artifacts: str | os.PathLike, runs: Sequence[str] | None = None, out: str | os.PathLike | None = None,
+def combine_report(artifacts: str | os.PathLike | Sequence[str | os.PathLike], runs: Sequence[str] | None = None,
+                   out: str | os.PathLike | None = None,
                    tta: str = "all", weights: Sequence[float] | None = None, select: str = "all",
                    evals: Sequence[str] = (), write: bool = True) -> dict:
     """Combine run folders into the report's figures (``python -m ensemble.combine`` from Python).
 
     Args:
-        artifacts: the folder holding one sub-folder per run (``zoo/runs`` for the shipped runs).
-        runs: run names or shell patterns (default: every run there).
+        artifacts: the folder holding one sub-folder per run (``zoo/runs`` for the shipped runs), or a
+            list of run folders that share one parent folder.
+        runs: run names or shell patterns (default: every run there; with a list of run folders, those).
         out: the report folder (default ``ARTIFACTS/report``, ``artifacts/zoo-report`` for the zoo).
         tta: ``none``, ``flip`` or ``all`` views.
         weights: one weight per run in name order (default equal, or the zoo release's weights
@@ -246,7 +248,14 @@ def combine_report(artifacts: str | os.PathLike, runs: Sequence[str] | None = No
         >>> round(100 * s["ensemble"]["test_acc_tta"], 2)
         68.01
     """
-    from ensemble.combine import combine
+    from ensemble.combine import CombineError, combine
 
+    if not isinstance(artifacts, (str, os.PathLike)):
+        folders = [Path(f) for f in artifacts]
+        parents = {f.resolve().parent for f in folders}
+        if not folders or len(parents) != 1 or runs is not None:
+            raise CombineError(f"combine_report takes run folders that share one parent folder (and no runs=). "
+                               f"Received: {[str(f) for f in folders]}, runs={runs!r}")
+        artifacts, runs = parents.pop(), [f.name for f in folders]
     return combine(artifacts, runs=runs, tta=tta, weights=weights, select=select, out=out, evals=evals,
                    write=write).summary

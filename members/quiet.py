@@ -56,8 +56,12 @@ def keep_line(line: str, min_level: int, gpu_present: bool) -> bool:
 @contextmanager
 def filtered_stderr(keep: Callable[[str], bool]) -> Iterator[None]:
     """Capture file descriptor 2 (C++ and Python writes alike), then replay the lines ``keep`` accepts."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):  # no usable stderr (closed, or a GUI process): nothing to filter
+        yield
+        return
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:

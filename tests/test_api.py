@@ -233,6 +233,16 @@ def test_combine_votes_with_the_weights_recorded_beside_the_runs(tmp_path):
         combine(root, write=False, n_resamples=20)
 
 
+def test_combine_report_takes_a_folder_or_run_folders(tmp_path):
+    root = make_runs(tmp_path / "runs", ["a", "b", "c"])
+    by_names = api.combine_report(root, runs=["a", "c"], write=False)
+    by_folders = api.combine_report([root / "a", root / "c"], write=False)
+    assert by_folders["ensemble"] == by_names["ensemble"] and sorted(by_folders["runs"]) == ["a", "c"]
+    with pytest.raises(ValueError, match="share one parent"):
+        api.combine_report([root / "a", tmp_path], write=False)
+    assert not (root / "report").exists()  # write=False: nothing written
+
+
 def test_the_eval_report_says_where_its_weights_came_from(tmp_path):
     from ensemble.artifacts import write_eval
 
