@@ -93,6 +93,20 @@ def default_views(shift_px: int = DEFAULT_SHIFT) -> list[str]:
     return ["identity", "hflip"] + shifts + [f"hflip+{s}" for s in shifts]
 
 
+def ten_crop_views(margin: int) -> list[str]:
+    """The ten-crop as views of a model that looks at the centre window of its input.
+
+    A member trained on ``C x C`` crops of the 48x48 face (``--crop C``) sees the centre window at
+    inference; shifting the face by ``(+-m, +-m)`` (``m = (48 - C) / 2``) brings a corner window there.
+    So the ten-crop (centre, four corners, each mirrored) is identity, hflip, the four diagonal shifts
+    of ``margin`` pixels and their mirrors: 10 views, named like any other.
+    """
+    if margin < 1:
+        raise ValueError(f"the ten-crop needs a margin of at least 1 pixel. Received: margin={margin!r}")
+    corners = [f"shift({dx},{dy})" for dy in (margin, -margin) for dx in (margin, -margin)]
+    return ["identity", "hflip"] + corners + [f"hflip+{c}" for c in corners]
+
+
 def views_for(mode: str, available: Iterable[str] | None = None) -> list[str]:
     """View names of a TTA mode: ``none`` (identity), ``flip`` (identity, hflip), ``all``.
 

@@ -29,9 +29,9 @@ from ensemble.provenance import git_commit, machine_info
 from members import backend
 from members.augment import make_augmentation
 from members.backend import BackendError
-from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, CosineSchedule,
-                               EpochLine, ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint,
-                               save_model_atomic, truncate_history)
+from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, AveragedWeights,
+                               CosineSchedule, EpochLine, ResumableEarlyStopping, ResumableReduceLROnPlateau,
+                               RunCheckpoint, save_model_atomic, truncate_history, uses_weight_average)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
 from members.inference import Predictor, fit_temperature
 from members.distribute import check_strategy, even_batch, replicas_in_sync, strategy_scope, synchronize_batch_norm
@@ -145,6 +145,8 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
                     "train_seconds": seconds_before + time.perf_counter() - session_start,
                     "backend": backend.name()}
 
+        if uses_weight_average(model.optimizer):  # before the checkpoint: it saves the averaged weights
+            callbacks.append(AveragedWeights(resumed=epoch > 0))
         checkpoint_epoch = [epoch]
         checkpoint = RunCheckpoint(run_dir, monitor=monitor, stateful=stateful, best=best, best_epoch=best_epoch,
                                    extra_state=extra_state)
