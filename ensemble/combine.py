@@ -28,6 +28,7 @@ Choices where the specification is silent:
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ensemble import comparisons, metrics, report, voting
+from ensemble import comparisons, cost, metrics, report, voting
 from ensemble.comparisons import ENSEMBLE
 from ensemble.cost import ensemble_cost, run_cost
 from ensemble.artifacts import CLASS_TITLES, CLASSES, NUM_CLASSES, PREDICTIONS_FILE, ContractError, \
@@ -246,7 +247,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
             out: str | Path | None = None, skip_bad: bool = False, evals: Sequence[str] = (),
             plots: str = "ensemble", n_resamples: int = 2000, seed: int = 0, greedy_steps: int = 30,
             write: bool = True, html: bool = True, data: str | Path | None = None,
-            command: str | None = None) -> CombineResult:
+            command: str | None = None, budget_hours: float | None = None) -> CombineResult:
     """Combine the runs under ``artifacts_dir`` and write the reports.
 
     Args:
@@ -267,6 +268,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         html: also write ``index.html``, the report as a page with figures.
         data: the data file (as ``members.train --data``) whose faces the page shows for the outliers.
         command: the command line shown on the page (default: this call).
+        budget_hours: with ``select="greedy"``, the most training hours (run.json's ``train_seconds``,
+            summed over the chosen runs) the ensemble may cost; None for no limit.
 
     Returns:
         CombineResult with the summary dict (the content of summary.json) and the Markdown report.
@@ -283,6 +286,9 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
     bad_evals = [e for e in evals if not e or any(c in e for c in "/\\") or e.startswith(".")]
     if bad_evals:
         raise CombineError(f"--eval takes plain set names (eval-NAME.npz). Received: eval={bad_evals}")
+    if budget_hours is not None and (select != "greedy" or not math.isfinite(budget_hours) or budget_hours <= 0):
+        raise CombineError(f"--budget-hours takes a positive number of hours and --select greedy. Received: "
+                           f"budget_hours={budget_hours!r}, select={select!r}")
     if n_resamples < 1 or greedy_steps < 1:
         raise CombineError(f"--bootstrap and --greedy-steps must be positive. Received: n_resamples={n_resamples}, "
                            f"greedy_steps={greedy_steps}")
@@ -295,7 +301,9 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
     val_tta, test_tta = stack_views(loaded, "val", tta), stack_views(loaded, "test", tta)
     val_none, test_none = stack_views(loaded, "val", "none"), stack_views(loaded, "test", "none")
     val_labels, test_labels = loaded[0].val.labels, loaded[0].test.labels
-    w, greedy = _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps)
+    costs = None if budget_hours is None else training_hours(loaded)
+    w, greedy = _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps, costs,
+                                budget_hours)
     keep = w > 0
 
     # Everything chosen or fitted below uses PublicTest only: temperatures, the best single run.
@@ -316,7 +324,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         "artifacts_dir": str(artifacts_dir),
         "settings": {"tta": tta, "voting": voting_mode, "select": select,
                      "weights": None if weights is None else [float(x) for x in weights],
-                     "greedy_steps": greedy_steps if greedy else None, "bootstrap_resamples": n_resamples,
+                     "greedy_steps": greedy_steps if greedy else None, "budget_hours": budget_hours,
+                     "bootstrap_resamples": n_resamples,
                      "bootstrap_seed": seed, "confidence": 0.95, "ece_bins": metrics.ECE_BINS},
         "classes": list(CLASSES),
         "n_val": int(val_labels.size),
@@ -376,12 +385,25 @@ def default_report_dir(artifacts_dir: Path) -> Path:
     return artifacts_dir / "report"
 
 
-def _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps):
+def training_hours(runs: Sequence[RunPredictions]) -> np.ndarray:
+    """(R,) each run's training hours from its run.json (``train_seconds``); CombineError naming a run without."""
+    hours = [cost.run_cost(r, "none")["train_seconds"] for r in runs]
+    missing = [r.name for r, h in zip(runs, hours) if h is None]
+    if missing:
+        raise CombineError(f"--budget-hours needs each run's train_seconds in run.json; missing in {missing}")
+    return np.asarray(hours, dtype=np.float64) / 3600
+
+
+def _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps, costs=None, budget=None):
     """Normalised ensemble weights (R,) and the GreedyResult (None unless ``select == 'greedy'``)."""
     if select == "greedy":
         if not val_labels.size:
             raise CombineError("--select greedy needs PublicTest (val) predictions, and the runs hold none")
-        greedy = voting.greedy_select(val_tta, val_labels, n_steps=greedy_steps, voting=voting_mode)
+        try:
+            greedy = voting.greedy_select(val_tta, val_labels, n_steps=greedy_steps, voting=voting_mode,
+                                          costs=costs, budget=budget)
+        except ValueError as exc:
+            raise CombineError(f"--budget-hours: {exc}") from None
         return greedy.weights, greedy
     try:
         return voting.normalize_weights(weights, len(names)), None
@@ -506,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=SELECT_MODES, default="all",
                    help="'greedy': forward selection with replacement on PublicTest")
     p.add_argument("--greedy-steps", type=int, default=30, metavar="N", help="additions of greedy selection")
+    p.add_argument("--budget-hours", type=float, metavar="H",
+                   help="with --select greedy: choose only among ensembles whose runs trained for at most H hours "
+                        "together (run.json's train_seconds)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: ARTIFACTS_DIR/report; "
                                                 "artifacts/zoo-report for zoo/runs)")
     p.add_argument("--skip-bad", action="store_true", help="skip broken runs with a warning instead of failing")
@@ -531,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          weights=args.weights, select=args.select, out=args.out, skip_bad=args.skip_bad,
                          evals=args.eval, plots=args.plots, n_resamples=args.bootstrap, seed=args.seed,
                          greedy_steps=args.greedy_steps, html=args.html, data=args.data,
-                         command=shlex.join(["python", "-m", "ensemble.combine", *argv]))
+                         budget_hours=args.budget_hours, command=shlex.join(["python", "-m", "ensemble.combine", *argv]))
     except (CombineError, ContractError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

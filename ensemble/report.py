@@ -271,7 +271,10 @@ def summary_markdown(s: dict) -> str:
              f"(identity view {fmt_pct(ens['val_acc'])}%).", ""]
     if ens.get("greedy"):
         lines += [f"Members chosen by greedy forward selection with replacement on PublicTest over "
-                  f"{st['greedy_steps']} steps (pick counts: "
+                  f"{st['greedy_steps']} steps"
+                  + (f", among runs that trained for at most {st['budget_hours']:g} hours together"
+                     if st.get("budget_hours") else "")
+                  + " (pick counts: "
                   + ", ".join(f"{n} {c}" for n, c in ens["greedy"]["counts"].items() if c) + ").", ""]
     lines += [cost_sentence(ens.get("cost")), ""] if ens.get("cost") else []
     lines += [f"- Skipped run `{k['run']}`: {k['reason']}" for k in s["skipped"]]
