@@ -43,7 +43,7 @@ from ensemble.cost import ensemble_cost, run_cost
 from ensemble.artifacts import CLASS_TITLES, CLASSES, NUM_CLASSES, PREDICTIONS_FILE, ContractError, \
     RunPredictions, find_runs, match_runs, read_eval, read_predictions
 
-TTA_MODES = ("none", "flip", "all")
+TTA_MODES = ("none", "flip", "all", "shift", "tencrop")
 SELECT_MODES = ("all", "greedy")
 PLOT_MODES = ("ensemble", "all", "none")
 
@@ -352,6 +352,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         summary["ensemble"]["greedy"] = {"val_acc": greedy.val_acc, "counts": dict(zip(names, greedy.counts.tolist())),
                                          "history": [{**h, "run": names[h["run"]]} for h in greedy.history]}
     _place_gains(summary["gains"], scored["gains"])
+    summary["gains"]["tencrop"] = comparisons.view_set_gains(loaded, n_resamples, seed)
 
     eval_results = {name: _score_eval(loaded, name, tta, w, voting_mode, temperatures, best_single, n_resamples, seed)
                     for name in evals}
@@ -520,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifacts_dir", nargs="?", default="artifacts", metavar="ARTIFACTS_DIR",
                    help="folder with one sub-folder per run")
     p.add_argument("--runs", nargs="+", metavar="PATTERN", help="shell patterns of run names (default: all)")
-    p.add_argument("--tta", choices=TTA_MODES, default="all", help="views averaged per run")
+    p.add_argument("--tta", choices=TTA_MODES, default="all",
+                   help="views averaged per run: identity, identity+hflip, every saved view, or one family of them "
+                        "(shift: mirror and one-axis shifts; tencrop: a --crop member's corner windows)")
     p.add_argument("--voting", choices=voting.VOTING_MODES, default="soft",
                    help="soft: weighted mean of probabilities; hard: weighted majority of the predicted classes")
     p.add_argument("--weights", nargs="+", type=float, metavar="W",

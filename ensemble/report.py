@@ -208,6 +208,7 @@ def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequen
             if plain:
                 rows.append(_gain_row(f"{kind.label}: {run}{variant} vs {plain['b']} ({kind.reference}), identity view",
                                       plain))
+    rows += [_gain_row(f"ten-crop views vs shift views: {run}", g) for run, g in gains.get("tencrop", {}).items()]
     if not rows:
         return "No gains computed (see the notes)."
     headers = ["Comparison (a vs b)", "Δ accuracy, points", "95% CI", "McNemar p", "only a right", "only b right"]

@@ -13,7 +13,8 @@ their headers:
   (one run alone is its own ensemble). Checked columns: ``PrivateTest acc`` (identity view),
   ``with TTA``, ``cross-entropy`` (with TTA), ``PublicTest acc`` (with TTA), as ``65.65 %`` and ``0.948``.
 * gain tables (a ``points`` column): the first cell names the gain: ``TTA, `RUN` `` (a run's TTA gain),
-  ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``ensemble vs best single run``, or a twin kind of
+  ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``ensemble vs best single run``, ``ten-crop views,
+  `RUN` `` (a run's ten-crop views against its shift views), or a twin kind of
   ``ensemble.comparisons.TWIN_KINDS`` with TTA or without: ``precision, `RUN` `` / ``precision
   without TTA, `RUN` `` (a bfloat16 or float16 run against its float32 twin), ``distillation, `RUN` ``
   (a student against its twin trained alone), ``distillation targets, `RUN` `` (a student with
@@ -142,6 +143,8 @@ def gain_of(label: str, summary: dict) -> dict:
         found = gains["ensemble"]
     elif lowered.startswith("tta, ensemble"):
         found = gains["ensemble_tta"]
+    elif lowered.startswith("ten-crop views") and names:
+        found = gains.get("tencrop", {}).get(names[0])
     elif lowered.startswith("tta") and names:
         found = gains["tta"].get(names[0])
     elif lowered.startswith("class weighting") and names:
@@ -152,6 +155,7 @@ def gain_of(label: str, summary: dict) -> dict:
     else:
         twins = "".join(f"'{k.label}, `RUN`', '{k.label} without TTA, `RUN`', " for k in TWIN_KINDS)
         raise ValueError(f"gain row {label!r}: say 'TTA, `RUN`', 'TTA, ensemble', 'class weighting, `MEMBER`', "
+                         f"'ten-crop views, `RUN`' (against its shift views), "
                          f"{twins}or 'ensemble vs best single run'")
     if not found:
         raise ValueError(f"gain row {label!r}: the aggregator computed no such gain")

@@ -131,3 +131,46 @@ def test_weight_average_is_saved_and_survives_a_resume(fake_csv, tmp_path, capsy
     assert "resuming after epoch 1" in capsys.readouterr().out
     info = json.loads((run_dir / "run.json").read_text())
     assert info["epochs_trained"] == 2 and info["config"]["ema"] == 0.9
+
+
+def test_view_families_and_the_ten_crop_gain(tmp_path):
+    """A run with both families: --tta shift / tencrop pick them, and combine reports tencrop minus shift."""
+    from test_combine import _probs, write_run
+
+    from ensemble import metrics, voting
+    from ensemble.artifacts import read_predictions
+    from ensemble.combine import combine
+
+    views = parse_tta_views("default,tencrop(4)")
+    assert tta.views_for("shift", views) == tta.default_views()
+    assert tta.views_for("tencrop", views) == tta.ten_crop_views(4)
+    with pytest.raises(ValueError, match="tencrop"):
+        tta.views_for("tencrop", tta.default_views())
+    rng = np.random.default_rng(0)
+    yv, yt = rng.integers(0, 7, 100), rng.integers(0, 7, 300)
+    art = tmp_path / "art"
+    write_run(art, "r", _probs(rng, yv, len(views)), yv, _probs(rng, yt, len(views), strength=0.8), yt, views=views)
+    s = combine(art, tta="tencrop", write=False).summary
+    g = s["gains"]["tencrop"]["r"]
+    run = read_predictions(art / "r")
+    accs = [metrics.accuracy(voting.tta_mean(run.test.probs, run.views, m), run.test.labels) for m in ("tencrop", "shift")]
+    assert g["delta"] == pytest.approx(accs[0] - accs[1]) and g["ci_low"] <= g["delta"] <= g["ci_high"]
+    assert s["ensemble"]["test_acc_tta"] == pytest.approx(accs[0])
+
+
+def test_recipe_twins_are_paired_by_the_one_option_they_change(tmp_path):
+    from test_combine import _probs, write_run
+
+    from ensemble.combine import combine
+
+    rng = np.random.default_rng(1)
+    yv, yt = rng.integers(0, 7, 80), rng.integers(0, 7, 90)
+    base = _config(epochs=30)
+    variants = {"v": {}, "v-ema": {"ema": 0.999}, "v-adam": {"optimizer": "adam", "lr": 1e-3},
+                "v-c48": {"crop": 48}, "v-ls": {"label_smoothing": 0.1}, "v-ema-s1": {"ema": 0.999, "seed": 1}}
+    art = tmp_path / "art"
+    for name, change in variants.items():
+        write_run(art, name, _probs(rng, yv), yv, _probs(rng, yt), yt, info={"member": "vggnet", "config": {**base, **change}})
+    gains = combine(art, write=False).summary["gains"]
+    assert {k: {r: g["b"] for r, g in gains[k].items()} for k in ("average", "optimizer", "crop", "smoothing")} == {
+        "average": {"v-ema": "v"}, "optimizer": {"v": "v-adam"}, "crop": {"v": "v-c48"}, "smoothing": {"v-ls": "v"}}
