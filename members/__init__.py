@@ -14,7 +14,7 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # Without TensorFlow (a JAX or PyTorch machine) and no backend named, pick the one installed
-# before anything imports Keras (members.backend; it never imports TensorFlow).
-from members.backend import choose_default_backend as _choose_default_backend  # noqa: E402
+# before anything imports Keras (members.core.backend; it never imports TensorFlow).
+from members.core.backend import choose_default_backend as _choose_default_backend  # noqa: E402
 
 _choose_default_backend()

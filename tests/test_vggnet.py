@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ensemble import tta
-from members.registry import MemberError, get_member
-from members.train_options import parse_tta_views
+from members.core.registry import MemberError, get_member
+from members.training.options import parse_tta_views
 
 
 def _config(**overrides) -> dict:
@@ -101,7 +101,7 @@ def test_bad_options_name_the_option(bad):
 def test_weight_average_is_saved_and_survives_a_resume(fake_csv, tmp_path, capsys):
     """With --ema the checkpoint holds the averaged weights; a run stopped after epoch 1 resumes, trains on
     the raw weights and ends with the average of them all (not the raw weights of the first leg)."""
-    from members.callbacks import BEST_WEIGHTS, LAST_MODEL
+    from members.training.callbacks import BEST_WEIGHTS, LAST_MODEL
     from members.train import main, run_training
 
     class StopAfterFirst(keras.callbacks.Callback):

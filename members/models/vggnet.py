@@ -33,7 +33,7 @@ from __future__ import annotations
 import keras
 
 from members.models.cnn8 import cnn8_preprocess, training_mean_std
-from members.registry import MemberError, MemberOption, MemberSpec, register_member
+from members.core.registry import MemberError, MemberOption, MemberSpec, register_member
 
 NUM_CLASSES = 7
 FACE_SIDE = 48

@@ -14,11 +14,11 @@ import re
 import keras
 
 from ensemble import tta
-from members.augment import AUGMENTATIONS
-from members.distill import DISTILL_TARGETS
-from members.distribute import STRATEGIES
-from members.losses import check_distillation
-from members.registry import LR_SCHEDULES, PRECISIONS, MemberError, MemberOption, MemberSpec
+from members.training.augment import AUGMENTATIONS
+from members.training.distill import DISTILL_TARGETS
+from members.training.distribute import STRATEGIES
+from members.training.losses import check_distillation
+from members.core.registry import LR_SCHEDULES, PRECISIONS, MemberError, MemberOption, MemberSpec
 
 
 def common_parser(add_help: bool) -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--no-augment", dest="augment", action="store_false", default=None, help="no training augmentation")
     add("--augmentation", choices=AUGMENTATIONS,
         help="affine: flip, rotation, zoom and shift as one resampling (default); layers: Keras's four "
-             "Random* layers in turn (runs saved before this option; see members/augment.py)")
+             "Random* layers in turn (runs saved before this option; see members/training/augment.py)")
     add("--patience", type=int, help="early-stopping patience in epochs")
     add("--lr-patience", type=int, help="epochs without progress before the learning rate is halved")
     add("--lr-schedule", choices=LR_SCHEDULES,
