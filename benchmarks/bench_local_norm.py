@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from members.data import load_dataset
-from members.preprocess import local_intensity_normalization
+from members.core.preprocess import local_intensity_normalization
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013.csv.gz"
 PAPER_CPU_S = 75 * 60.0

@@ -64,7 +64,7 @@ def parse_precisions(text: str) -> list[str]:
     Raises:
         ValueError: an unknown or repeated policy, or none.
     """
-    from members.registry import PRECISIONS
+    from members.core.registry import PRECISIONS
 
     names = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in names if p not in PRECISIONS]
@@ -79,7 +79,7 @@ def parse_precisions(text: str) -> list[str]:
 def prepare_member(name: str, steps: int, precision: str = "float32", jit_compile: bool = False) -> dict:
     """``name`` built and compiled as ``members.train`` does with its default config under ``precision``
     (with XLA when ``jit_compile``), warmed up (graph tracing done), with ``steps`` batches of random data."""
-    from members.registry import get_member
+    from members.core.registry import get_member
     from members.train import compile_member
 
     spec = get_member(name)
@@ -126,10 +126,10 @@ def time_policies(name: str, steps: int, precisions: list[str], repeat: int = 1)
 
 def time_member_with_input(name: str, steps: int) -> dict:
     """Seconds per step of ``name`` fed as ``members.train`` feeds it: uint8 faces through
-    ``members.pipeline.make_dataset`` (shuffle, affine augmentation, the member's preprocessing)."""
-    from members.augment import make_augmentation
-    from members.pipeline import make_dataset
-    from members.registry import get_member
+    ``members.core.pipeline.make_dataset`` (shuffle, affine augmentation, the member's preprocessing)."""
+    from members.training.augment import make_augmentation
+    from members.core.pipeline import make_dataset
+    from members.core.registry import get_member
     from members.train import compile_member
 
     spec = get_member(name)
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
         parser.error("--repeat interleaves backends or policies: give --backend, or several --precision "
                      f"policies without --jit-compile. Received: --repeat {args.repeat}")
 
-    from members.registry import get_member, list_members
+    from members.core.registry import get_member, list_members
 
     if args.threads:
         import tensorflow as tf
@@ -287,11 +287,11 @@ def main(argv=None) -> int:
 def describe_cpu(precisions: list[str]) -> str:
     """One line: the CPU and, per reduced-precision policy timed, which of its native features it has.
 
-    A policy the CPU lacks the units for is emulated in float32 (``members.hardware``), which the
+    A policy the CPU lacks the units for is emulated in float32 (``members.core.hardware``), which the
     ratios then measure.
     """
     from ensemble.provenance import cpu_model
-    from members.hardware import NATIVE_CPU_FEATURES, cpu_features, has_accelerator, native_units
+    from members.core.hardware import NATIVE_CPU_FEATURES, cpu_features, has_accelerator, native_units
 
     features = cpu_features()
     parts = [f"CPU: {cpu_model() or 'unknown'} ({os.cpu_count()} cores)"]

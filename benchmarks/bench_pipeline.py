@@ -3,7 +3,7 @@
 Reference: the same baseline model, batch size and augmentation (flip, +-10 degrees, +-10 %
 zoom, +-10 % shifts, nearest fill, rescale to [0, 1]) fed by the deprecated
 ``tf.keras.preprocessing.image.ImageDataGenerator`` with its defaults (one worker). The tf.data
-pipeline runs with both augmentations of ``members.augment``: ``affine`` (the default, one
+pipeline runs with both augmentations of ``members.training.augment``: ``affine`` (the default, one
 resampling) and ``layers`` (Keras's four Random* layers). Also times the input pipelines alone
 (augmented batches per second, no model). Rounds alternate between the feeds so all see the same
 machine load; the median round counts.
@@ -81,9 +81,9 @@ def main(argv=None) -> int:
 
     import keras
 
-    from members.augment import make_augmentation
-    from members.pipeline import make_dataset
-    from members.registry import get_member
+    from members.training.augment import make_augmentation
+    from members.core.pipeline import make_dataset
+    from members.core.registry import get_member
     from members.train import compile_member
 
     x, y, source = load_faces(args.data, args.images, args.seed)

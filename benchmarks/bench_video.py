@@ -45,7 +45,7 @@ FPS = 30.0
 def clip_faces(data: str | None) -> tuple[list[np.ndarray], str]:
     """Two 48x48 grey faces the cascade finds at the clip's scale, and where they come from."""
     from members.data import DataError, load_dataset
-    from members.faces import find_faces
+    from members.inference.faces import find_faces
     from members.video.synthetic import Appearance, make_clip
 
     candidates, origin = [], ""
@@ -91,7 +91,7 @@ def make_benchmark_clip(folder: Path, frames: int, data: str | None) -> tuple[Pa
 def models(args) -> dict:
     """``{"fast": (selection), "ensemble": (selection)}`` from the zoo's release or ``--runs``/``--artifacts``."""
     from members.evaluate import select_runs
-    from members.face_model import fast_selection
+    from members.inference.face_model import fast_selection
 
     selection = select_runs(args.runs, args.artifacts)
     return {"fast": fast_selection(selection), "ensemble": selection}
@@ -99,7 +99,7 @@ def models(args) -> dict:
 
 def measure(clip: Path, ensemble, detect_every: int, repeat: int, detect_max_side: int) -> dict:
     """Median ms per frame per stage over ``repeat`` reads of the clip (after a warm-up)."""
-    from members.faces import face_detector
+    from members.inference.faces import face_detector
     from members.video import VideoFileSource, VideoOptions, analyze
 
     detector = face_detector()
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     if args.frames < 3 or args.repeat < 1:
         p.error(f"--frames must be >= 3 and --repeat >= 1. Received: frames={args.frames}, repeat={args.repeat}")
 
-    from members.face_model import FaceEnsemble
+    from members.inference.face_model import FaceEnsemble
 
     chosen = models(args)
     rows = []

@@ -28,6 +28,7 @@ Choices where the specification is silent:
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -36,13 +37,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ensemble import comparisons, metrics, report, voting
+from ensemble import comparisons, cost, metrics, report, voting
 from ensemble.comparisons import ENSEMBLE
 from ensemble.cost import ensemble_cost, run_cost
 from ensemble.artifacts import CLASS_TITLES, CLASSES, NUM_CLASSES, PREDICTIONS_FILE, ContractError, \
     ENSEMBLE_FILE, RunPredictions, find_runs, match_runs, read_ensemble_record, read_eval, read_predictions
 
-TTA_MODES = ("none", "flip", "all")
+TTA_MODES = ("none", "flip", "all", "shift", "tencrop")
 SELECT_MODES = ("all", "greedy")
 PLOT_MODES = ("ensemble", "all", "none")
 
@@ -246,7 +247,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
             out: str | Path | None = None, skip_bad: bool = False, evals: Sequence[str] = (),
             plots: str = "ensemble", n_resamples: int = 2000, seed: int = 0, greedy_steps: int = 30,
             write: bool = True, html: bool = True, data: str | Path | None = None,
-            command: str | None = None) -> CombineResult:
+            command: str | None = None, budget_hours: float | None = None) -> CombineResult:
     """Combine the runs under ``artifacts_dir`` and write the reports.
 
     Args:
@@ -267,6 +268,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         html: also write ``index.html``, the report as a page with figures.
         data: the FER2013 CSV (as ``members.train --data``) whose faces the page shows for the outliers.
         command: the command line shown on the page (default: this call).
+        budget_hours: with ``select="greedy"``, the most training hours (run.json's ``train_seconds``,
+            summed over the chosen runs) the ensemble may cost; None for no limit.
 
     Returns:
         CombineResult with the summary dict (the content of summary.json) and the Markdown report.
@@ -283,6 +286,9 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
     bad_evals = [e for e in evals if not e or any(c in e for c in "/\\") or e.startswith(".")]
     if bad_evals:
         raise CombineError(f"--eval takes plain set names (eval-NAME.npz). Received: eval={bad_evals}")
+    if budget_hours is not None and (select != "greedy" or not math.isfinite(budget_hours) or budget_hours <= 0):
+        raise CombineError(f"--budget-hours takes a positive number of hours and --select greedy. Received: "
+                           f"budget_hours={budget_hours!r}, select={select!r}")
     if n_resamples < 1 or greedy_steps < 1:
         raise CombineError(f"--bootstrap and --greedy-steps must be positive. Received: n_resamples={n_resamples}, "
                            f"greedy_steps={greedy_steps}")
@@ -297,7 +303,9 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
     val_labels, test_labels = loaded[0].val.labels, loaded[0].test.labels
     notes = []
     weights, weights_source = _weights_and_source(artifacts_dir, names, weights, select, notes)
-    w, greedy = _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps)
+    costs = None if budget_hours is None else training_hours(loaded)
+    w, greedy = _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps, costs,
+                                budget_hours)
     keep = w > 0
 
     # Everything chosen or fitted below uses PublicTest only: temperatures, the best single run.
@@ -318,7 +326,8 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         "settings": {"tta": tta, "voting": voting_mode, "select": select,
                      "weights": None if weights is None else [float(x) for x in weights],
                      "weights_source": weights_source,
-                     "greedy_steps": greedy_steps if greedy else None, "bootstrap_resamples": n_resamples,
+                     "greedy_steps": greedy_steps if greedy else None, "budget_hours": budget_hours,
+                     "bootstrap_resamples": n_resamples,
                      "bootstrap_seed": seed, "confidence": 0.95, "ece_bins": metrics.ECE_BINS},
         "classes": list(CLASSES),
         "n_val": int(val_labels.size),
@@ -345,6 +354,7 @@ def combine(artifacts_dir: str | Path = "artifacts", runs: Sequence[str] | None 
         summary["ensemble"]["greedy"] = {"val_acc": greedy.val_acc, "counts": dict(zip(names, greedy.counts.tolist())),
                                          "history": [{**h, "run": names[h["run"]]} for h in greedy.history]}
     _place_gains(summary["gains"], scored["gains"])
+    summary["gains"]["tencrop"] = comparisons.view_set_gains(loaded, n_resamples, seed)
 
     eval_results = {name: {**_score_eval(loaded, name, tta, w, voting_mode, temperatures, best_single, n_resamples,
                                          seed), "weights_source": weights_source} for name in evals}
@@ -401,12 +411,25 @@ def _weights_and_source(artifacts_dir: Path, names: list[str], weights, select: 
     return [record["weights"][n] for n in names], f"{record['source']} (from {artifacts_dir / ENSEMBLE_FILE})"
 
 
-def _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps):
+def training_hours(runs: Sequence[RunPredictions]) -> np.ndarray:
+    """(R,) each run's training hours from its run.json (``train_seconds``); CombineError naming a run without."""
+    hours = [cost.run_cost(r, "none")["train_seconds"] for r in runs]
+    missing = [r.name for r, h in zip(runs, hours) if h is None]
+    if missing:
+        raise CombineError(f"--budget-hours needs each run's train_seconds in run.json; missing in {missing}")
+    return np.asarray(hours, dtype=np.float64) / 3600
+
+
+def _choose_weights(names, val_tta, val_labels, weights, select, voting_mode, greedy_steps, costs=None, budget=None):
     """Normalised ensemble weights (R,) and the GreedyResult (None unless ``select == 'greedy'``)."""
     if select == "greedy":
         if not val_labels.size:
             raise CombineError("--select greedy needs PublicTest (val) predictions, and the runs hold none")
-        greedy = voting.greedy_select(val_tta, val_labels, n_steps=greedy_steps, voting=voting_mode)
+        try:
+            greedy = voting.greedy_select(val_tta, val_labels, n_steps=greedy_steps, voting=voting_mode,
+                                          costs=costs, budget=budget)
+        except ValueError as exc:
+            raise CombineError(f"--budget-hours: {exc}") from None
         return greedy.weights, greedy
     try:
         return voting.normalize_weights(weights, len(names)), None
@@ -523,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifacts_dir", nargs="?", default="artifacts", metavar="ARTIFACTS_DIR",
                    help="folder with one sub-folder per run")
     p.add_argument("--runs", nargs="+", metavar="PATTERN", help="shell patterns of run names (default: all)")
-    p.add_argument("--tta", choices=TTA_MODES, default="all", help="views averaged per run")
+    p.add_argument("--tta", choices=TTA_MODES, default="all",
+                   help="views averaged per run: identity, identity+hflip, every saved view, or one family of them "
+                        "(shift: mirror and one-axis shifts; tencrop: a --crop member's corner windows)")
     p.add_argument("--voting", choices=voting.VOTING_MODES, default="soft",
                    help="soft: weighted mean of probabilities; hard: weighted majority of the predicted classes")
     p.add_argument("--weights", nargs="+", type=float, metavar="W",
@@ -531,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=SELECT_MODES, default="all",
                    help="'greedy': forward selection with replacement on PublicTest")
     p.add_argument("--greedy-steps", type=int, default=30, metavar="N", help="additions of greedy selection")
+    p.add_argument("--budget-hours", type=float, metavar="H",
+                   help="with --select greedy: choose only among ensembles whose runs trained for at most H hours "
+                        "together (run.json's train_seconds)")
     p.add_argument("--out", metavar="DIR", help="report folder (default: ARTIFACTS_DIR/report; "
                                                 "artifacts/zoo-report for zoo/runs)")
     p.add_argument("--skip-bad", action="store_true", help="skip broken runs with a warning instead of failing")
@@ -557,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          weights=args.weights, select=args.select, out=args.out, skip_bad=args.skip_bad,
                          evals=args.eval, plots=args.plots, n_resamples=args.bootstrap, seed=args.seed,
                          greedy_steps=args.greedy_steps, html=args.html, data=args.data,
-                         command=shlex.join(["python", "-m", "ensemble.combine", *argv]))
+                         budget_hours=args.budget_hours, command=shlex.join(["python", "-m", "ensemble.combine", *argv]))
     except (CombineError, ContractError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

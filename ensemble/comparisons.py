@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ensemble import metrics, voting
 from ensemble.artifacts import RunPredictions
 
 ENSEMBLE = "ensemble"  # the ensemble's name in score tables and gain pairs
@@ -51,6 +52,25 @@ def gain_pairs(names, val_scores, table_rows, tta, notes, loaded=()) -> tuple[li
             pairs += [(f"{kind.key}.{variant}", variant, reference, True),
                       (f"{kind.key}_identity.{variant}", variant, reference, "identity")]
     return pairs, best_single
+
+
+def view_set_gains(runs: Sequence[RunPredictions], n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Per run that saved both families, the ten-crop views against the shift views on PrivateTest.
+
+    For a ``--crop`` member trained with ``--tta-views default,tencrop(M)``: the accuracy of its mean over
+    ``tta.views_for("tencrop")`` minus that over ``tta.views_for("shift")``, with the paired-bootstrap
+    interval and McNemar p (``metrics.paired_bootstrap``), keyed by run name.
+    """
+    out = {}
+    for run in runs:
+        try:
+            sets = [voting.tta_mean(run.test.probs, run.views, mode) for mode in ("tencrop", "shift")]
+        except ValueError:
+            continue  # the run lacks one family
+        correct = [metrics.predictions(p) == run.test.labels for p in sets]
+        c = metrics.paired_bootstrap(correct[0], correct[1], n_resamples=n_resamples, seed=seed)
+        out[run.name] = {"a": f"{run.name} ten-crop", "b": f"{run.name} shift views", **c.as_dict()}
+    return out
 
 
 def empty_gains() -> dict:
@@ -137,6 +157,32 @@ def schedule_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
     return twin_pairs(runs, lambda cfg: cfg["lr_schedule"] == "cosine", SCHEDULE_KEYS)
 
 
+# The vggnet recipe's options (members/models/vggnet.py): each is a twin kind of its own.
+OPTIMIZER_KEYS = ("optimizer", "lr", "momentum", "weight_decay", "min_lr")
+
+
+def average_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(run with a weight average, run without) pairs: same config except ``ema``."""
+    return twin_pairs(runs, lambda cfg: float(cfg.get("ema") or 0) > 0, ("ema",))
+
+
+def optimizer_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(SGD-Nesterov run, Adam run) pairs: same config except the optimizer and its own rates and decay."""
+    with_optimizer = [r for r in runs if (comparable_config(r) or {}).get("optimizer")]
+    return twin_pairs(with_optimizer, lambda cfg: cfg["optimizer"] == "sgd", OPTIMIZER_KEYS)
+
+
+def crop_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(run trained on crops, run on the whole 48x48 face) pairs: same config except ``crop``."""
+    cropping = [r for r in runs if (comparable_config(r) or {}).get("crop")]
+    return twin_pairs(cropping, lambda cfg: int(cfg["crop"]) < 48, ("crop",))
+
+
+def smoothing_pairs(runs: Sequence[RunPredictions]) -> list[tuple[str, str]]:
+    """(label-smoothed run, run on hard labels) pairs: same config except ``label_smoothing``."""
+    return twin_pairs(runs, lambda cfg: float(cfg.get("label_smoothing") or 0) > 0, ("label_smoothing",))
+
+
 @dataclass(frozen=True)
 class TwinKind:
     """One kind of twin comparison: where its gains live, how tables name it, how its pairs are found.
@@ -161,4 +207,8 @@ TWIN_KINDS = (
     TwinKind("distillation", "distillation", "", "trained alone", distillation_pairs),
     TwinKind("distill_targets", "distillation targets", "augmented", "clean", distill_target_pairs),
     TwinKind("schedule", "learning-rate schedule", "cosine", "plateau", schedule_pairs),
+    TwinKind("average", "weight average", "averaged", "raw weights", average_pairs),
+    TwinKind("optimizer", "optimizer", "SGD-Nesterov", "Adam", optimizer_pairs),
+    TwinKind("crop", "crop", "crops", "whole face", crop_pairs),
+    TwinKind("smoothing", "label smoothing", "smoothed", "hard labels", smoothing_pairs),
 )

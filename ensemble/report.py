@@ -208,6 +208,7 @@ def _gains_table(gains: dict, best_single: str | None, tta: str, cw_rows: Sequen
             if plain:
                 rows.append(_gain_row(f"{kind.label}: {run}{variant} vs {plain['b']} ({kind.reference}), identity view",
                                       plain))
+    rows += [_gain_row(f"ten-crop views vs shift views: {run}", g) for run, g in gains.get("tencrop", {}).items()]
     if not rows:
         return "No gains computed (see the notes)."
     headers = ["Comparison (a vs b)", "Δ accuracy, points", "95% CI", "McNemar p", "only a right", "only b right"]
@@ -271,7 +272,10 @@ def summary_markdown(s: dict) -> str:
              f"{fmt_pct(ens['val_acc_tta'])}% (identity view {fmt_pct(ens['val_acc'])}%).", ""]
     if ens.get("greedy"):
         lines += [f"Members chosen by greedy forward selection with replacement on PublicTest over "
-                  f"{st['greedy_steps']} steps (pick counts: "
+                  f"{st['greedy_steps']} steps"
+                  + (f", among runs that trained for at most {st['budget_hours']:g} hours together"
+                     if st.get("budget_hours") else "")
+                  + " (pick counts: "
                   + ", ".join(f"{n} {c}" for n, c in ens["greedy"]["counts"].items() if c) + ").", ""]
     lines += [cost_sentence(ens.get("cost")), ""] if ens.get("cost") else []
     lines += [f"- Skipped run `{k['run']}`: {k['reason']}" for k in s["skipped"]]

@@ -3,6 +3,7 @@
     python -m ensemble.results check README.md docs/results.md docs/experiments.md   # exit 1 on any figure that differs
     python -m ensemble.results render docs/results.md --write        # refill every figure from the zoo
     python -m ensemble.results figure docs/results.md --out docs/results.png
+    python -m ensemble.results frontier --out docs/frontier.png      # accuracy against training hours
 
 A *results table* is a Markdown table with a ``command`` column whose cells hold an aggregator
 command on a zoo, ``python -m ensemble.combine zoo/runs --runs ...``. Two kinds are recognised by
@@ -14,7 +15,8 @@ their headers:
   and ``training hours`` (the wall-clock training hours of the ensemble's runs, from their run.json,
   as ``5.6 h``).
 * gain tables (a ``points`` column): the first cell names the gain: ``TTA, `RUN` `` (a run's TTA gain),
-  ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``ensemble vs best single run``, or a twin kind of
+  ``TTA, ensemble``, ``class weighting, `MEMBER` ``, ``ensemble vs best single run``, ``ten-crop views,
+  `RUN` `` (a run's ten-crop views against its shift views), or a twin kind of
   ``ensemble.comparisons.TWIN_KINDS`` with TTA or without: ``precision, `RUN` `` / ``precision
   without TTA, `RUN` `` (a bfloat16 or float16 run against its float32 twin), ``distillation, `RUN` ``
   (a student against its twin trained alone), ``distillation targets, `RUN` `` (a student with
@@ -39,6 +41,8 @@ from typing import Callable, Sequence
 
 from ensemble import report
 from ensemble.comparisons import TWIN_KINDS, TwinKind
+from ensemble.frontier import DEFAULT_BUDGETS, YARDSTICKS, frontier_points
+from ensemble.frontier import figure as frontier_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 _CODE = re.compile(r"`([^`]+)`")
@@ -146,6 +150,8 @@ def gain_of(label: str, summary: dict) -> dict:
         found = gains["ensemble"]
     elif lowered.startswith("tta, ensemble"):
         found = gains["ensemble_tta"]
+    elif lowered.startswith("ten-crop views") and names:
+        found = gains.get("tencrop", {}).get(names[0])
     elif lowered.startswith("tta") and names:
         found = gains["tta"].get(names[0])
     elif lowered.startswith("class weighting") and names:
@@ -156,6 +162,7 @@ def gain_of(label: str, summary: dict) -> dict:
     else:
         twins = "".join(f"'{k.label}, `RUN`', '{k.label} without TTA, `RUN`', " for k in TWIN_KINDS)
         raise ValueError(f"gain row {label!r}: say 'TTA, `RUN`', 'TTA, ensemble', 'class weighting, `MEMBER`', "
+                         f"'ten-crop views, `RUN`' (against its shift views), "
                          f"{twins}or 'ensemble vs best single run'")
     if not found:
         raise ValueError(f"gain row {label!r}: the aggregator computed no such gain")
@@ -254,8 +261,7 @@ def figure(path: Path, out: Path, recomputer: Recomputer | None = None) -> Path:
     ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
     ax.set_ylim(-0.6, len(rows) - 0.4)
     # Yardsticks as legend entries (their names would overlap as text: 65.7 and 66.37 lie close).
-    for x, name, style in ((65.7, "fer package 65.7", (0, (1, 1.5))), (66.37, "paper baseline 66.37", "--"),
-                           (75.4, "paper ensemble 75.4", "-.")):
+    for x, name, style in YARDSTICKS:
         ax.axvline(x, color="#c44e52", lw=0.9, ls=style, label=name)
     ax.set_xlabel(f"PrivateTest accuracy, % (95 % Wilson interval, {rows[0][2]:,} faces)")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
@@ -278,6 +284,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     f = sub.add_parser("figure", help="plot the file's accuracy tables")
     f.add_argument("file", type=Path)
     f.add_argument("--out", type=Path, default=Path("docs/results.png"))
+    h = sub.add_parser("frontier", help="plot PrivateTest accuracy against training hours: every run and the "
+                                        "greedy ensemble (chosen on PublicTest) within each budget")
+    h.add_argument("--zoo", type=Path, default=ROOT / "zoo" / "runs", help="folder of run folders (default: zoo/runs)")
+    h.add_argument("--runs", nargs="+", metavar="PATTERN", help="shell patterns of run names (default: all)")
+    h.add_argument("--budgets", nargs="+", type=float, default=list(DEFAULT_BUDGETS), metavar="H",
+                   help="training-hour budgets, one ensemble each")
+    h.add_argument("--out", type=Path, default=Path("docs/frontier.png"))
+    h.add_argument("--json", action="store_true", help="print the points as JSON instead of plotting")
     args = p.parse_args(argv)
     try:
         if args.command == "check":
@@ -294,6 +308,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 atomic_write_bytes(args.file, text.encode("utf-8"))
             else:
                 print(text, end="")
+            return 0
+        if args.command == "frontier":
+            points = frontier_points(args.zoo, args.runs, args.budgets)
+            if args.json:
+                import json
+
+                print(json.dumps(points, indent=1))
+            else:
+                print(f"wrote {frontier_figure(points, args.out)}")
             return 0
         print(f"wrote {figure(args.file, args.out)}")
         return 0

@@ -93,10 +93,45 @@ def default_views(shift_px: int = DEFAULT_SHIFT) -> list[str]:
     return ["identity", "hflip"] + shifts + [f"hflip+{s}" for s in shifts]
 
 
-def views_for(mode: str, available: Iterable[str] | None = None) -> list[str]:
-    """View names of a TTA mode: ``none`` (identity), ``flip`` (identity, hflip), ``all``.
+def ten_crop_views(margin: int) -> list[str]:
+    """The ten-crop as views of a model that looks at the centre window of its input.
 
-    ``all`` means every view in ``available`` when given, else ``default_views()``.
+    A member trained on ``C x C`` crops of the 48x48 face (``--crop C``) sees the centre window at
+    inference; shifting the face by ``(+-m, +-m)`` (``m = (48 - C) / 2``) brings a corner window there.
+    So the ten-crop (centre, four corners, each mirrored) is identity, hflip, the four diagonal shifts
+    of ``margin`` pixels and their mirrors: 10 views, named like any other.
+    """
+    if margin < 1:
+        raise ValueError(f"the ten-crop needs a margin of at least 1 pixel. Received: margin={margin!r}")
+    corners = [f"shift({dx},{dy})" for dy in (margin, -margin) for dx in (margin, -margin)]
+    return ["identity", "hflip"] + corners + [f"hflip+{c}" for c in corners]
+
+
+def _shift_steps(name: str) -> list[tuple[int, int]]:
+    """The (dx, dy) of each shift step of a view name."""
+    return [(int(m.group(1)), int(m.group(2))) for m in map(_SHIFT_RE.match, name.split("+")) if m]
+
+
+def is_axis_view(name: str) -> bool:
+    """Whether a view only mirrors or shifts along one axis (the ``default_views`` family)."""
+    return all(dx == 0 or dy == 0 for dx, dy in _shift_steps(name))
+
+
+def is_corner_view(name: str) -> bool:
+    """Whether a view is identity, a mirror, or a diagonal shift (the ``ten_crop_views`` family)."""
+    return all(abs(dx) == abs(dy) for dx, dy in _shift_steps(name))
+
+
+# Modes over a run's saved views: one family of them.
+VIEW_SETS = {"shift": is_axis_view, "tencrop": is_corner_view}
+
+
+def views_for(mode: str, available: Iterable[str] | None = None) -> list[str]:
+    """View names of a TTA mode: ``none`` (identity), ``flip`` (identity, hflip), ``all``, ``shift``, ``tencrop``.
+
+    ``all`` means every view in ``available`` when given, else ``default_views()``; ``shift`` the
+    available views that mirror or shift along one axis (``default_views``), ``tencrop`` those that
+    mirror or shift diagonally (``ten_crop_views``: a ``--crop`` member's corner windows).
     """
     if mode == "none":
         return ["identity"]
@@ -104,7 +139,14 @@ def views_for(mode: str, available: Iterable[str] | None = None) -> list[str]:
         return ["identity", "hflip"]
     if mode == "all":
         return list(available) if available is not None else default_views()
-    raise ValueError(f"unknown TTA mode: use 'none', 'flip' or 'all'. Received: tta={mode!r}")
+    if mode in VIEW_SETS:
+        pool = list(available) if available is not None else default_views()
+        chosen = [v for v in pool if VIEW_SETS[mode](v)]
+        if len(chosen) <= 2:
+            raise ValueError(f"TTA mode {mode!r} needs views of its family beyond identity and hflip; the views "
+                             f"are {pool}. Received: tta={mode!r}")
+        return chosen
+    raise ValueError(f"unknown TTA mode: use 'none', 'flip', 'all', 'shift' or 'tencrop'. Received: tta={mode!r}")
 
 
 def parse_views(names: Iterable[str]) -> list[str]:

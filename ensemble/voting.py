@@ -5,6 +5,7 @@ Shapes: a stack of runs' probabilities is (R, N, K); one run's per-view probabil
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -126,7 +127,8 @@ class GreedyResult:
 
 
 def greedy_select(val_probs: np.ndarray, val_labels: np.ndarray, n_steps: int = 30,
-                  voting: str = "soft") -> GreedyResult:
+                  voting: str = "soft", costs: Sequence[float] | np.ndarray | None = None,
+                  budget: float | None = None) -> GreedyResult:
     """Forward ensemble selection with replacement (Caruana et al., 2004), on validation data only.
 
     Starting from an empty ensemble, each step adds (with replacement) the run whose addition gives the
@@ -139,6 +141,10 @@ def greedy_select(val_probs: np.ndarray, val_labels: np.ndarray, n_steps: int = 
         val_labels: (N,) validation labels.
         n_steps: number of additions.
         voting: ``soft`` or ``hard``, the rule the accuracy is measured with.
+        costs: (R,) non-negative cost of each run (its training hours), paid once however often it is
+            picked; with ``budget``, a step only considers the runs already in the ensemble and those
+            that keep the summed cost within it, and the selection stops when none is left.
+        budget: the most the chosen runs may cost together, or None for no limit.
 
     Returns:
         GreedyResult.
@@ -153,6 +159,7 @@ def greedy_select(val_probs: np.ndarray, val_labels: np.ndarray, n_steps: int = 
     if voting not in VOTING_MODES:
         raise ValueError(f"unknown voting: use one of {VOTING_MODES}. Received: voting={voting!r}")
     r, n, _ = val_probs.shape
+    allowed = _affordable(costs, budget, r)
     rows = np.arange(n)
     label_probs = val_probs[:, rows, val_labels]  # (R, N)
     picks_all = val_probs.argmax(axis=-1)  # (R, N), used by hard voting
@@ -161,7 +168,7 @@ def greedy_select(val_probs: np.ndarray, val_labels: np.ndarray, n_steps: int = 
     history, best_step, best_key = [], -1, None
     for step in range(n_steps):
         step_best = None
-        for i in range(r):
+        for i in np.flatnonzero(allowed(counts)):
             cand = counts.copy()
             cand[i] += 1
             mean = (sum_probs + val_probs[i]) / (step + 1)
@@ -177,6 +184,8 @@ def greedy_select(val_probs: np.ndarray, val_labels: np.ndarray, n_steps: int = 
             key = (acc, -loss)
             if step_best is None or key > step_best[0]:
                 step_best = (key, i)
+        if step_best is None:
+            break  # the budget admits no further run
         key, i = step_best
         counts[i] += 1
         sum_probs += val_probs[i]
@@ -184,5 +193,27 @@ def greedy_select(val_probs: np.ndarray, val_labels: np.ndarray, n_steps: int = 
                         "counts": counts.tolist()})
         if best_key is None or key > best_key:
             best_key, best_step = key, step
+    if not history:
+        raise ValueError(f"no run fits the budget: the cheapest costs {min(np.asarray(costs, float)):g}. "
+                         f"Received: budget={budget!r}")
     final = np.asarray(history[best_step]["counts"], dtype=np.int64)
     return GreedyResult(final, final / final.sum(), float(best_key[0]), history)
+
+
+def _affordable(costs, budget, n_runs: int):
+    """``allowed(counts) -> (R,) bool``: the runs a greedy step may add within ``budget`` (all without one)."""
+    if budget is None:
+        return lambda counts: np.ones(n_runs, dtype=bool)
+    if costs is None:
+        raise ValueError("a budget needs the runs' costs. Received: costs=None")
+    costs = np.asarray(costs, dtype=np.float64)
+    if costs.shape != (n_runs,) or not np.all(np.isfinite(costs)) or np.any(costs < 0):
+        raise ValueError(f"costs must be {n_runs} finite non-negative numbers. Received: costs={costs.tolist()}")
+    if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget >= 0):
+        raise ValueError(f"budget must be a finite non-negative number. Received: budget={budget!r}")
+
+    def allowed(counts: np.ndarray) -> np.ndarray:
+        spent = costs[counts > 0].sum()
+        return (counts > 0) | (spent + costs <= budget + 1e-9)
+
+    return allowed

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "copy its models in")
     r.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="zoo runs to choose from")
     r.add_argument("--models-from", required=True, metavar="DIR", help="folder with <run>/model.keras")
-    r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help="model budget (default 50; less when the zoo's own 80 MB leave less room)")
+    r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help="model budget (default 50; less when the zoo's own 150 MB leave less room)")
     r.add_argument("--show", type=int, default=8, help="distinct candidates to print (default 8)")
     r.add_argument("--dry-run", action="store_true", help="print the candidates, change nothing")
     r.add_argument("--force", action="store_true", help="replace the release even without a 0.5-point gain")

@@ -4,7 +4,7 @@ import os as _os
 
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) hides the messages users need;
 # a user who wants it back sets TF_CPP_MIN_LOG_LEVEL=0. Its earliest lines (and the cuInit error of a
-# machine without a GPU) ignore that level: members.quiet filters them around the first import.
+# machine without a GPU) ignore that level: members.core.quiet filters them around the first import.
 _user_tf_log_level = _os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -16,12 +16,12 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # Without TensorFlow (a JAX or PyTorch machine) and no backend named, pick the one installed
-# before anything imports Keras (members.backend; it never imports TensorFlow).
-from members.backend import choose_default_backend as _choose_default_backend  # noqa: E402
+# before anything imports Keras (members.core.backend; it never imports TensorFlow).
+from members.core.backend import choose_default_backend as _choose_default_backend  # noqa: E402
 
 _choose_default_backend()
 
-from members.quiet import install as _quiet_tensorflow_start  # noqa: E402
+from members.core.quiet import install as _quiet_tensorflow_start  # noqa: E402
 
 _quiet_tensorflow_start(_user_tf_log_level)
 

@@ -6,8 +6,8 @@
     >>> faces[0].label, faces[0].box
     ('happy', (177, 66, 95, 95))
 
-``Recognizer`` is built on the objects the commands use (``members.faces`` finds and crops faces,
-``members.face_model`` loads the runs, ``members.video`` reads videos), so it gives what
+``Recognizer`` is built on the objects the commands use (``members.inference.faces`` finds and crops faces,
+``members.inference.face_model`` loads the runs, ``members.video`` reads videos), so it gives what
 ``python -m members.predict`` prints. Bad input (a missing file, a file that is not an image, an
 empty array, a 4-channel image, values outside [0, 255], a video OpenCV cannot read) raises
 ``FaceInputError``, a ``ValueError`` that names the problem; nothing is written.
@@ -27,8 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from ensemble.artifacts import CLASSES
-from members.face_model import load_model
-from members.faces import FaceInputError, ImageLike, as_face_batch, as_image, face_detector, find_faces
+from members.inference.face_model import load_model
+from members.inference.faces import FaceInputError, ImageLike, as_face_batch, as_image, face_detector, find_faces
 from members.video.outputs import CSV_COLUMNS
 
 __all__ = ["CLASSES", "CSV_COLUMNS", "FaceInputError", "FaceResult", "Recognizer", "combine_report", "load"]

@@ -219,7 +219,7 @@ def evaluate_run(run_dir: Path, x: np.ndarray, labels: np.ndarray, ids: np.ndarr
         ``{"run", "path", "views", "acc", "acc_tta", "seconds", "probs"}`` (``probs``: TTA mean, (N, 7)).
     """
     from ensemble.metrics import accuracy
-    from members.inference import load_run
+    from members.inference.predictor import load_run
 
     views = saved_views(run_dir)
     predictor = load_run(run_dir, model_path)
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a user's mistake, with one message)."""
     args = build_parser().parse_args(argv)
     from members.data import DataError, load_dataset
-    from members.registry import MemberError
+    from members.core.registry import MemberError
 
     try:
         check_eval_name(args.name)

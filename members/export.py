@@ -111,7 +111,7 @@ def _builtin_preprocessing(layer, x, prefix: str):
     """Apply ``layer`` rebuilt from Keras layers to the symbolic tensor ``x``; None when not possible."""
     import keras
 
-    from members.pipeline import FacePreprocessing
+    from members.core.pipeline import FacePreprocessing
 
     try:
         from members.models.vggface import PREPROCESS_MEANS_BGR, VGGFacePreprocess
@@ -212,7 +212,7 @@ def build_ensemble(run_dirs: Sequence[Path], tta: str = "flip", weights: Sequenc
     """
     import keras
 
-    from members.inference import load_run
+    from members.inference.predictor import load_run
 
     if tta not in TTA_MODES:
         raise ValueError(f"--tta must be one of {list(TTA_MODES)}. Received: tta={tta!r}")
@@ -273,7 +273,7 @@ def export_ensemble(run_dirs: Sequence[Path], out: str | Path, tta: str = "flip"
     """
     import keras
 
-    from members.callbacks import save_model_atomic
+    from members.training.callbacks import save_model_atomic
 
     out = Path(out)
     if out.suffix != ".keras":

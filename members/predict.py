@@ -39,12 +39,12 @@ import numpy as np
 
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_bytes
 from members.evaluate import RunSelectionError
-from members.face_model import TTA_MODES, FaceEnsemble, load_model
-from members.faces import (CASCADE_FILE, FACE_SIDE, Face, FaceInputError, annotation_paths, face_detector,
+from members.inference.face_model import TTA_MODES, FaceEnsemble, load_model
+from members.inference.faces import (CASCADE_FILE, FACE_SIDE, Face, FaceInputError, annotation_paths, face_detector,
                            find_faces, read_image, square_crop)
 from members.video import cli as video_cli
 
-# What this module gave before faces.py and face_model.py held them; members.api is the documented door.
+# What this module gave before inference/faces.py and inference/face_model.py held them; members.api is the door.
 __all__ = ["CASCADE_FILE", "FACE_SIDE", "TTA_MODES", "Face", "FaceEnsemble", "PredictError", "annotation_paths",
            "face_detector", "find_faces", "read_image", "square_crop", "predict_photos", "format_results",
            "annotate", "write_image", "build_parser", "main"]

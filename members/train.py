@@ -26,25 +26,27 @@ from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, ContractError, atomic
 from ensemble.metrics import accuracy
 from ensemble.metrics import nll as cross_entropy
 from ensemble.provenance import git_commit, machine_info
-from members import backend
-from members.augment import make_augmentation
-from members.backend import BackendError
-from members.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, CosineSchedule,
-                               EpochLine, ResumableEarlyStopping, ResumableReduceLROnPlateau, RunCheckpoint,
-                               save_model_atomic, truncate_history)
+from members.core import backend
+from members.training.augment import make_augmentation
+from members.core.backend import BackendError
+from members.training.callbacks import (BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE, AveragedWeights,
+                                        CosineSchedule, EpochLine, ResumableEarlyStopping, ResumableReduceLROnPlateau,
+                                        RunCheckpoint, save_model_atomic, truncate_history, uses_weight_average)
 from members.data import DataError, class_weights, load_dataset, resolve_data_path
-from members.inference import Predictor, fit_temperature
-from members.distribute import check_strategy, even_batch, replicas_in_sync, strategy_scope, synchronize_batch_norm
-from members.distill import (TeacherError, augmented_targets_info, parse_teachers, resolve_teachers, teacher_function,
-                             teacher_targets)
-from members.hardware import warn_if_emulated
-from members.losses import DistillationLoss, LabelAccuracy, crossentropy
-from members.pipeline import make_dataset
-from members.registry import MemberError, MemberSpec, describe_members, get_member
-from members.run_folder import (CONFIG_FILE, TENSORBOARD_DIR, RunConfigError, check_same_run, keep_legacy_options,
-                                normalise, prepare_run_dir, read_identity, read_state, resumable)
-from members.train_options import (COMMON_KEYS, build_parser, check_config, check_distillation_member, check_precision,
-                                   common_parser, parse_tta_views, precision_policy)
+from members.inference.predictor import Predictor, fit_temperature
+from members.training.distribute import (check_strategy, even_batch, replicas_in_sync, strategy_scope,
+                                         synchronize_batch_norm)
+from members.training.distill import (TeacherError, augmented_targets_info, parse_teachers, resolve_teachers,
+                                      teacher_function, teacher_targets)
+from members.core.hardware import warn_if_emulated
+from members.training.losses import DistillationLoss, LabelAccuracy, crossentropy
+from members.core.pipeline import make_dataset
+from members.core.registry import MemberError, MemberSpec, describe_members, get_member
+from members.training.run_folder import (CONFIG_FILE, TENSORBOARD_DIR, RunConfigError, check_same_run,
+                                         keep_legacy_options, normalise, prepare_run_dir, read_identity, read_state,
+                                         resumable)
+from members.training.options import (COMMON_KEYS, build_parser, check_config, check_distillation_member,
+                                      check_precision, common_parser, parse_tta_views, precision_policy)
 
 
 # ----------------------------------------------------------------------------- training
@@ -87,7 +89,7 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
                soft_targets=None, teacher=None):
     """Run (or continue) every training phase; returns the final resume state.
 
-    ``soft_targets``: the teachers' probabilities on Training (``members.distill``), or None.
+    ``soft_targets``: the teachers' probabilities on Training (``members.training.distill``), or None.
     ``teacher``: the teachers as a function of the augmented batch (``--distill-targets augmented``), or None.
     """
     phases = spec.training_phases(cfg)
@@ -145,6 +147,8 @@ def fit_phases(spec, cfg, model, run_dir, data, preprocess, weights, state, verb
                     "train_seconds": seconds_before + time.perf_counter() - session_start,
                     "backend": backend.name()}
 
+        if uses_weight_average(model.optimizer):  # before the checkpoint: it saves the averaged weights
+            callbacks.append(AveragedWeights(resumed=epoch > 0))
         checkpoint_epoch = [epoch]
         checkpoint = RunCheckpoint(run_dir, monitor=monitor, stateful=stateful, best=best, best_epoch=best_epoch,
                                    extra_state=extra_state)
@@ -224,7 +228,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
         extra_callbacks: more Keras callbacks (tests).
         argv: the command line, recorded in run.json.
         strategy: ``default``, or ``mirrored`` for one replica per GPU (or logical CPU) with the
-            global batch ``cfg["batch_size"]`` (``members.distribute``); not part of the run's identity.
+            global batch ``cfg["batch_size"]`` (``members.training.distribute``); not part of the run's identity.
         finish: train no further; write the contract files from the best epoch saved so far (a run
             stopped by hand before early stopping or its last epoch; ``finished_early`` in run.json).
 
@@ -300,7 +304,7 @@ def run_training(spec: MemberSpec, cfg: dict, *, data_path: str | None, out: str
 
 
 def distillation_targets(cfg: dict, out, data, run_dir: Path, build: bool = True):
-    """``(soft_targets, teacher, run.json entry)`` of a ``--teacher`` run (``members.distill``).
+    """``(soft_targets, teacher, run.json entry)`` of a ``--teacher`` run (``members.training.distill``).
 
     ``--distill-targets clean`` gives the cached probabilities (N, 7) and no teacher function;
     ``augmented`` gives no array and the teachers as a function of the augmented batch (loaded only

@@ -90,7 +90,7 @@ def fake_csv(tmp_path) -> Path:
 @pytest.fixture
 def scratch_registry(monkeypatch):
     """Register test members in a copy of the registry, restored afterwards."""
-    from members import registry
+    from members.core import registry
 
     registry.discover_members()
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))

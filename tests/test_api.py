@@ -8,7 +8,6 @@ release's weights by either route, the quiet TensorFlow start's filter.
 
 from __future__ import annotations
 
-import doctest
 import importlib.util
 import os
 import re
@@ -21,8 +20,9 @@ import pytest
 
 from ensemble.artifacts import CLASSES, write_ensemble_record
 from ensemble.combine import combine
-from members import api, quiet
-from members.faces import FaceInputError, as_face_batch, as_image
+from members import api
+from members.core import quiet
+from members.inference.faces import FaceInputError, as_face_batch, as_image
 from test_combine import VIEWS, _probs, make_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,7 +211,7 @@ def test_analyze_video_gives_the_csv_columns(recognizer, tmp_path):
 
 
 def test_an_unknown_engine_is_named():
-    from members.face_model import load_model
+    from members.inference.face_model import load_model
 
     with pytest.raises(ValueError, match=r"engine must be one of \['keras'\]. Received: engine='onnx'"):
         load_model(engine="onnx")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ensemble import tta
-from members.augment import RandomFaceAffine, affine_matrices, make_augmentation
+from members.training.augment import RandomFaceAffine, affine_matrices, make_augmentation
 
 
 def _faces(n: int = 4, size: int = 48, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""members.backend (which Keras backend, resume checks) and the numpy input path ``FaceBatches``."""
+"""members.core.backend (which Keras backend, resume checks) and the numpy input path ``FaceBatches``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from members import backend
-from members.pipeline import FaceBatches, FacePreprocessing, iterate_batches, make_dataset, num_batches
+from members.core import backend
+from members.core.pipeline import FaceBatches, FacePreprocessing, iterate_batches, make_dataset, num_batches
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_numpy_batches_carry_what_the_tf_data_batches_carry():
 
 
 def test_face_batches_apply_the_augmentation_only_when_given():
-    from members.augment import make_augmentation
+    from members.training.augment import make_augmentation
 
     x, y = _faces(8)
     plain = FaceBatches(x, y, batch_size=8)

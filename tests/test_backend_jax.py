@@ -27,7 +27,7 @@ from conftest import write_fake_csv
 from ensemble import combine
 from ensemble.artifacts import read_predictions
 from members import train
-from members.callbacks import STATE_FILE
+from members.training.callbacks import STATE_FILE
 from members.data import load_dataset
 from vggface_h5 import fixture_model, write_keras2_weights
 
@@ -91,8 +91,8 @@ def baseline_run(workspace) -> dict:
 
 
 def test_importing_the_project_on_jax_loads_no_tensorflow(workspace):
-    modules = ("members.train", "members.predict", "members.evaluate", "members.export", "members.frozen_cache",
-               "members.distill", "members.video.cli", "members.grid.__main__", "ensemble.combine")
+    modules = ("members.train", "members.predict", "members.evaluate", "members.export", "members.training.frozen_cache",
+               "members.training.distill", "members.video.cli", "members.grid.__main__", "ensemble.combine")
     code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'torch'}))")
     env = {**jax_env(workspace["cache"]), "PYTHONPATH": str(ROOT)}  # TensorFlow importable here, and not imported

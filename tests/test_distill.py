@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from ensemble.artifacts import read_predictions
-from members import distill, train
-from members.distill import TARGETS_FILE, TeacherError, parse_teachers, resolve_teachers
-from members.losses import DistillationLoss, LabelAccuracy
-from members.pipeline import make_dataset
+from members.training import distill
+from members import train
+from members.training.distill import TARGETS_FILE, TeacherError, parse_teachers, resolve_teachers
+from members.training.losses import DistillationLoss, LabelAccuracy
+from members.core.pipeline import make_dataset
 
 FAST = ["--epochs", "1", "--batch-size", "16", "--verbose", "2", "--seed", "1", "--fc-units", "32"]
 
@@ -144,7 +145,7 @@ def test_teacher_refused_with_l2svm_and_label_smoothing(teacher_and_student, cap
 def test_augmented_targets_are_the_teachers_output_on_the_batch_the_student_sees(teacher_and_student):
     """--distill-targets augmented: each batch's rows hold the teacher's probabilities on that very batch."""
     from members.data import load_dataset
-    from members.inference import load_run
+    from members.inference.predictor import load_run
 
     csv, out = teacher_and_student
     data = load_dataset(csv)

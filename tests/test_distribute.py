@@ -10,16 +10,16 @@ import textwrap
 import pytest
 
 from ensemble.artifacts import read_predictions
-from members.distribute import check_strategy
+from members.training.distribute import check_strategy
 
 SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from members.distribute import split_cpu, strategy_scope, synchronize_batch_norm
+    from members.training.distribute import split_cpu, strategy_scope, synchronize_batch_norm
     split_cpu(2)
     import keras
     from members import train
-    from members.registry import get_member
+    from members.core.registry import get_member
 
     spec = get_member("baseline")
     cfg = spec.resolve_config({"fc_units": 32, "dropout": 0.0, "seed": 1})
@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent("""
 """)
 RUN = textwrap.dedent("""
     import sys
-    from members.distribute import split_cpu
+    from members.training.distribute import split_cpu
     split_cpu(2)
     from members import train
     sys.exit(train.main(["baseline", "--data", sys.argv[1], "--out", sys.argv[2], "--epochs", "1", "--batch-size",

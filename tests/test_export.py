@@ -16,8 +16,8 @@ import pytest
 from ensemble import tta, voting
 from ensemble.artifacts import read_predictions
 from members import export
-from members.inference import Predictor
-from members.pipeline import FacePreprocessing
+from members.inference.predictor import Predictor
+from members.core.pipeline import FacePreprocessing
 from test_evaluate import train_tiny_runs
 
 TOLERANCE = 1e-5

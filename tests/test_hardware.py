@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ensemble import provenance
-from members import hardware, train
+from members.core import hardware
+from members import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 X86 = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx2 {extra}\n\nprocessor\t: 1\nflags\t: fpu\n"

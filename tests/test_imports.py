@@ -105,7 +105,7 @@ def test_ensemble_imports_neither_members_nor_a_framework():
 
 def test_video_sits_above_prediction():
     graph = import_graph()
-    below = {"members.faces", "members.face_model"}
+    below = {"members.inference.faces", "members.inference.face_model"}
     assert not any(t.startswith("members.video") or t == "members.predict" for m in below for t in graph[m])
     assert not any(t == "members.predict" or t == "members.api" for m in graph if m.startswith("members.video")
                    for t in graph[m])

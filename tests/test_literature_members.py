@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ensemble.artifacts import read_predictions
-from members.registry import MemberError, get_member, list_members
+from members.core.registry import MemberError, get_member, list_members
 
 LITERATURE = ("noise_cnn", "cnn8", "resnet50_48", "model1", "model2", "lin_cnn")
 
@@ -111,7 +111,7 @@ def test_report_models_reject_an_unknown_loss():
 
 
 def test_label_smoothing_applies_to_crossentropy_only():
-    from members.losses import SmoothedSparseCrossentropy
+    from members.training.losses import SmoothedSparseCrossentropy
     from members.models.loss_report import report_loss
 
     with pytest.raises(MemberError, match="not to --loss l2svm"):
@@ -175,7 +175,7 @@ def test_resnet50_48_preprocessing_is_keras_imagenet_caffe_mode():
 def test_lin_layer_matches_the_data_layers_local_intensity_normalization(size, sigma):
     from conftest import make_fake_images
     from members.models.lin_cnn import LocalIntensityNormalization
-    from members.preprocess import local_intensity_normalization, rescale
+    from members.core.preprocess import local_intensity_normalization, rescale
 
     rng = np.random.default_rng(3)
     faces = np.concatenate([make_fake_images(np.arange(7), seed=3),  # flat squares: sd below eps

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from members.losses import SmoothedSparseCrossentropy, crossentropy
+from members.training.losses import SmoothedSparseCrossentropy, crossentropy
 
 PROBS = np.array([[0.70, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05],
                   [0.10, 0.10, 0.10, 0.40, 0.10, 0.10, 0.10],

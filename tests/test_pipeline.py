@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from members.augment import make_augmentation
-from members.pipeline import FacePreprocessing, make_dataset
+from members.training.augment import make_augmentation
+from members.core.pipeline import FacePreprocessing, make_dataset
 
 
 def _faces(n: int = 8, seed: int = 0) -> np.ndarray:

@@ -64,7 +64,7 @@ def test_haar_cascade_finds_the_one_real_face_and_none_in_a_blank_image(photos):
 
 
 def test_json_output_is_the_mean_of_the_runs_flip_averaged_probabilities(tiny_runs, photos, capsys):
-    from members.inference import load_run
+    from members.inference.predictor import load_run
 
     argv = [str(photos["face"]), str(photos["blank"]), "--artifacts", str(tiny_runs["artifacts"]), "--json"]
     assert predict.main(argv) == 0

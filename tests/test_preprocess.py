@@ -1,15 +1,13 @@
-"""Tests of members.preprocess against small hand-computed examples."""
+"""Tests of members.core.preprocess against small hand-computed examples."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import members.preprocess as pp
-from members.preprocess import (
-    fit_standardization, gray_to_rgb, iter_batches, local_intensity_normalization, rescale, resize_batch,
-    standardize,
-)
+import members.core.preprocess as pp
+from members.core.preprocess import (fit_standardization, gray_to_rgb, iter_batches, local_intensity_normalization,
+                                     rescale, resize_batch, standardize)
 
 # sigma giving the 3-tap Gaussian [1, 2, 1] / 4: exp(-1 / (2 sigma^2)) = 1/2
 HALF_SIGMA = 1 / np.sqrt(2 * np.log(2))

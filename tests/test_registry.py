@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from members import registry
-from members.registry import (COMMON_DEFAULTS, MemberError, MemberOption, MemberSpec, Phase, get_member,
-                              list_members, register_member)
+from members.core import registry
+from members.core.registry import (COMMON_DEFAULTS, MemberError, MemberOption, MemberSpec, Phase, get_member,
+                                   list_members, register_member)
 from members.train import main
 
 

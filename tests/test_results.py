@@ -113,3 +113,49 @@ def test_figure_plots_every_accuracy_row(fake_zoo_doc, tmp_path):
     assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
     lo, hi = results.wilson_interval(70, 100)
     assert lo < 0.7 < hi and hi - lo == pytest.approx(0.18, abs=0.01)
+
+
+def test_frontier_chooses_each_budget_on_publictest_and_plots(fake_zoo_doc, tmp_path):
+    from ensemble import frontier
+    from ensemble.combine import combine
+
+    runs = tmp_path / "art"  # the run folders the fake zoo was made from (the zoo's are checksummed)
+    _record_hours(runs)
+    points = frontier.frontier_points(runs, budgets=[0.0001, 1000])
+    assert {r["name"] for r in points["runs"]} == {"a", "a-cw", "b"}
+    # a budget below every run buys nothing; the largest one is plain greedy selection
+    assert len(points["ensembles"]) == 1 and points["ensembles"][0]["budget"] == 1000
+    greedy = combine(runs, select="greedy", write=False).summary["ensemble"]
+    assert points["ensembles"][0]["test_acc"] == pytest.approx(greedy["test_acc_tta"])
+    assert points["ensembles"][0]["hours"] == pytest.approx(greedy["cost"]["train_hours"])
+    out = frontier.figure(points, tmp_path / "f.png")
+    assert out.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob("*.tmp"))
+
+
+def test_budget_hours_row_is_recomputed_and_refused_without_greedy(fake_zoo_doc, tmp_path):
+    from ensemble.combine import CombineError, combine
+
+    runs = tmp_path / "art"
+    _record_hours(runs)
+    hours = sorted(frontier_hours(runs))
+    s = combine(runs, select="greedy", budget_hours=hours[0] + 1e-6, write=False).summary
+    assert s["ensemble"]["cost"]["train_hours"] <= hours[0] + 1e-6 and s["settings"]["budget_hours"] > 0
+    with pytest.raises(CombineError, match="--budget-hours"):
+        combine(runs, budget_hours=5.0, write=False)
+
+
+def frontier_hours(runs):
+    from ensemble.combine import load_runs, training_hours
+
+    return training_hours(load_runs(Path(runs))[0])
+
+
+def _record_hours(runs, hours=(("a", 1.0), ("a-cw", 2.0), ("b", 0.5))):
+    """Give the fake runs the train_seconds a trainer records."""
+    import json
+
+    for name, h in hours:
+        path = Path(runs) / name / "run.json"
+        info = json.loads(path.read_text())
+        info["train_seconds"] = 3600 * h
+        path.write_text(json.dumps(info))

@@ -13,11 +13,11 @@ from ensemble import tta
 from ensemble.artifacts import read_predictions
 from ensemble import provenance
 from members import train
-from members.callbacks import STATE_FILE, InterruptAfterEpoch, RunCheckpoint, read_history, truncate_history
+from members.training.callbacks import STATE_FILE, InterruptAfterEpoch, RunCheckpoint, read_history, truncate_history
 from members.data import load_dataset
-from members.inference import fit_temperature, load_run, softmax
-from members.registry import MemberSpec, Phase, get_member, register_member
-from members.train_options import check_config
+from members.inference.predictor import fit_temperature, load_run, softmax
+from members.core.registry import MemberSpec, Phase, get_member, register_member
+from members.training.options import check_config
 from conftest import write_fake_csv
 
 FAST = ["--epochs", "1", "--batch-size", "16", "--verbose", "2", "--seed", "1", "--fc-units", "32"]
@@ -171,7 +171,8 @@ def _all_layers(model):
 @pytest.mark.slow
 def test_mixed_bfloat16_trains_and_reloads_in_it_where_native_and_in_float32_where_emulated(
         fake_csv, tmp_path, monkeypatch, float32_afterwards):
-    from members import export, hardware
+    from members import export
+    from members.core import hardware
 
     out = tmp_path / "out"
     argv = ["baseline", "--data", str(fake_csv), "--limit", "128", "--epochs", "1", "--batch-size", "16",
@@ -420,7 +421,7 @@ def test_tensorboard_logs_are_written_and_a_resumed_run_appends_to_them(fake_csv
 
 
 def test_cosine_lr_runs_from_the_rate_to_the_floor_over_the_phase():
-    from members.callbacks import cosine_lr
+    from members.training.callbacks import cosine_lr
     rates = [cosine_lr(e, 1e-3, 1e-5, start=2, epochs=5) for e in range(0, 9)]
     assert rates[0] == rates[1] == rates[2] == pytest.approx(1e-3)  # before the phase: its first rate
     assert rates[4] == pytest.approx((1e-3 + 1e-5) / 2)
@@ -430,7 +431,7 @@ def test_cosine_lr_runs_from_the_rate_to_the_floor_over_the_phase():
 
 
 def test_cosine_schedule_is_recorded_and_a_resumed_run_continues_its_curve(fake_csv, tmp_path, capsys):
-    from members.callbacks import cosine_lr
+    from members.training.callbacks import cosine_lr
     _interrupt_after_one_epoch_and_resume(fake_csv, tmp_path, "cos", capsys, epochs=4, seed=2, lr_schedule="cosine",
                                           patience=10)
     history = read_history(tmp_path / "cos" / "history.csv")

@@ -17,12 +17,13 @@ import pytest
 import tensorflow as tf
 
 from ensemble.artifacts import read_predictions
-from members import frozen_cache, train
-from members.callbacks import LAST_MODEL, STATE_FILE, InterruptAfterEpoch, RunCheckpoint
+from members.training import frozen_cache
+from members import train
+from members.training.callbacks import LAST_MODEL, STATE_FILE, InterruptAfterEpoch, RunCheckpoint
 from members.models import transfer
 from members.models import transfer_members as tm
 from members.models.vggface import MIN_IMAGE_SIZE
-from members.registry import get_member
+from members.core.registry import get_member
 from conftest import REAL_DATA, REPO_ROOT, make_fake_images
 
 TRANSFER = ("resnet50", "senet50", "vgg16")

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from members import vggface_weights as vw
+from members.core import vggface_weights as vw
 from members.models import transfer
 from members.models import vggface as vf
 from vggface_h5 import write_keras2_weights

@@ -131,3 +131,22 @@ def test_greedy_rejects_bad_arguments():
         voting.greedy_select(np.ones((1, 2, 2)) / 2, np.array([0, 1]), n_steps=0)
     with pytest.raises(ValueError, match="voting='x'"):
         voting.greedy_select(np.ones((1, 2, 2)) / 2, np.array([0, 1]), voting="x")
+
+
+def test_greedy_within_a_budget_pays_each_run_once_and_never_exceeds_it():
+    labels = np.array([0, 0, 0, 1, 1])
+    good = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.4, 0.6], [0.6, 0.4]])  # 4/5 right
+    fixer = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.1, 0.9]])
+    probs = np.stack([good, fixer])
+    # Without a budget good + fixer reach 5/5 (see above); fixer alone costs more than the budget leaves.
+    both = voting.greedy_select(probs, labels, n_steps=6, costs=[3.0, 2.0], budget=5.0)
+    assert both.val_acc == 1.0 and both.counts.tolist()[1] >= 1
+    alone = voting.greedy_select(probs, labels, n_steps=6, costs=[3.0, 2.5], budget=5.0)
+    assert alone.counts.tolist()[1] == 0 and alone.counts[0] >= 1  # good may repeat: it is paid once
+    assert alone.val_acc == 0.8
+    with pytest.raises(ValueError, match="no run fits the budget"):
+        voting.greedy_select(probs, labels, costs=[3.0, 2.5], budget=1.0)
+    with pytest.raises(ValueError, match="costs"):
+        voting.greedy_select(probs, labels, costs=[3.0], budget=5.0)
+    with pytest.raises(ValueError, match="budget needs the runs' costs"):
+        voting.greedy_select(probs, labels, budget=5.0)

@@ -221,7 +221,7 @@ def tiny_zoo(tmp_path_factory):
 @pytest.mark.slow
 def test_predict_evaluate_and_export_default_to_the_release(tiny_zoo, tmp_path, monkeypatch, capsys):
     from members import evaluate, export, predict
-    from members.inference import load_run
+    from members.inference.predictor import load_run
 
     data = pytest.importorskip("skimage.data", reason="scikit-image ships the astronaut photo")
     photo = tmp_path / "astronaut.png"

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from members import vggface_weights as vw
+from members.core import vggface_weights as vw
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vggface_layers.json"
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import keras
 
-from members.pipeline import FacePreprocessing
-from members.registry import MemberOption, MemberSpec, register_member
+from members.core.pipeline import FacePreprocessing
+from members.core.registry import MemberOption, MemberSpec, register_member
 
 NUM_CLASSES = 7
 
@@ -94,7 +94,7 @@ def baseline_optimizer(cfg: dict):
 
 
 def _validate(cfg: dict) -> None:
-    from members.registry import MemberError
+    from members.core.registry import MemberError
 
     for key in ("filters", "fc_units"):
         if int(cfg[key]) < 1:

@@ -29,9 +29,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from members.pipeline import FacePreprocessing
-from members.preprocess import fit_standardization
-from members.registry import MemberError, MemberOption, MemberSpec, register_member
+from members.core.pipeline import FacePreprocessing
+from members.core.preprocess import fit_standardization
+from members.core.registry import MemberError, MemberOption, MemberSpec, register_member
 
 NUM_CLASSES = 7
 BLOCK_FILTERS = (32, 64, 128, 256)

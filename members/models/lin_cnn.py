@@ -1,7 +1,7 @@
 """The small CNN of the intensity-normalisation paper (47 % reported on FER2013).
 
 Input: each face rescaled to [0, 1], then local intensity normalisation (the data layer's
-``members.preprocess.local_intensity_normalization``: ``(x - mu) / max(sd, eps)`` with the
+``members.core.preprocess.local_intensity_normalization``: ``(x - mu) / max(sd, eps)`` with the
 Gaussian-weighted mean and standard deviation of the 7x7 neighbourhood, sigma 1.4, mirrored
 borders, eps 1e-2). Here it runs per batch in the input pipeline as the serialisable
 ``LocalIntensityNormalization`` layer, which matches the numpy function (tested to 1e-4).
@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from members.registry import MemberError, MemberOption, MemberSpec, register_member
+from members.core.registry import MemberError, MemberOption, MemberSpec, register_member
 
 NUM_CLASSES = 7
 WINDOW = 7

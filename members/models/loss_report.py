@@ -45,9 +45,9 @@ from __future__ import annotations
 
 import keras
 
-from members.losses import crossentropy
-from members.pipeline import FacePreprocessing
-from members.registry import MemberError, MemberOption, MemberSpec, register_member
+from members.training.losses import crossentropy
+from members.core.pipeline import FacePreprocessing
+from members.core.registry import MemberError, MemberOption, MemberSpec, register_member
 
 NUM_CLASSES = 7
 LOSSES = ("crossentropy", "l2svm")

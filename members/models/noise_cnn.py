@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import keras
 
-from members.pipeline import FacePreprocessing
-from members.registry import MemberError, MemberOption, MemberSpec, Phase, register_member
+from members.core.pipeline import FacePreprocessing
+from members.core.registry import MemberError, MemberOption, MemberSpec, Phase, register_member
 
 NUM_CLASSES = 7
 # (filters, kernel, Gaussian noise after this block)

@@ -29,7 +29,7 @@ import keras
 from keras import layers
 
 from members.models.vggface import (BUILDERS, PREPROCESS_MODE, VGGFacePreprocess, check_image_size)
-from members.vggface_weights import (ARCHITECTURES, VGGFaceWeightsError, resolve_imagenet_file)
+from members.core.vggface_weights import (ARCHITECTURES, VGGFaceWeightsError, resolve_imagenet_file)
 
 NUM_CLASSES = 7
 HEAD_UNITS = (4096, 1024)
@@ -78,8 +78,8 @@ def build_base(arch: str, image_size: int = 197, weights="vggface", weights_path
 
     Raises:
         ValueError: bad arguments (an image size under the minimum names it).
-        members.vggface_weights.WeightsNotFoundError: weights unavailable (names file, folders, URL).
-        members.vggface_weights.VGGFaceWeightsError: a weight file that does not match.
+        members.core.vggface_weights.WeightsNotFoundError: weights unavailable (names file, folders, URL).
+        members.core.vggface_weights.VGGFaceWeightsError: a weight file that does not match.
     """
     _check_arch(arch)
     check_image_size(arch, image_size)

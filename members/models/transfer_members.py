@@ -15,7 +15,7 @@ Options: ``--weights vggface|imagenet|none`` (``vggface``: the official keras-vg
 files, resnet50 and vgg16 only; ``none``: random, for smoke runs), ``--weights-path PATH``,
 ``--freeze-layers N``, ``--momentum X`` (SGD members), and the frozen-feature cache
 (``--cache-frozen``, ``--cache-copies K``, ``--cache-dtype``, ``--cache-max-gb``; see
-``members.frozen_cache``). The weight file is looked up in ``validate`` (before any data is loaded),
+``members.training.frozen_cache``). The weight file is looked up in ``validate`` (before any data is loaded),
 so a missing file is one clear error naming the file, the folders searched and its URL.
 
 Preprocessing (per batch, in the input pipeline): resize 48 -> image size (bilinear), grey to
@@ -31,8 +31,8 @@ import keras
 
 from members.models import transfer
 from members.models.vggface import MIN_IMAGE_SIZE, check_image_size
-from members.registry import MemberError, MemberOption, MemberSpec, Phase, register_member
-from members.vggface_weights import VGGFaceWeightsError, resolve_imagenet_file, resolve_weights_file
+from members.core.registry import MemberError, MemberOption, MemberSpec, Phase, register_member
+from members.core.vggface_weights import VGGFaceWeightsError, resolve_imagenet_file, resolve_weights_file
 
 # Layers of each no-top base (input layer included), the upper bound of --freeze-layers.
 BASE_LAYERS = {"vgg16": 19, "resnet50": 174, "senet50": 286}
@@ -85,7 +85,7 @@ def member_fit(model, train, val, *, cfg: dict, **fit_kwargs):
     """``model.fit``, or training on cached frozen features with ``--cache-frozen``."""
     if not cfg.get("cache_frozen"):
         return model.fit(train, validation_data=val, **fit_kwargs)
-    from members.frozen_cache import fit_with_frozen_cache
+    from members.training.frozen_cache import fit_with_frozen_cache
 
     return fit_with_frozen_cache(model, train, val, copies=int(cfg["cache_copies"]), dtype=cfg["cache_dtype"],
                                  max_gb=float(cfg["cache_max_gb"]), seed=int(cfg["seed"]),

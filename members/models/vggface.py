@@ -17,8 +17,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from members.vggface_weights import (ARCHITECTURES, keras_layer_name, load_vggface_weights,
-                                     resolve_weights_file)
+from members.core.vggface_weights import (ARCHITECTURES, keras_layer_name, load_vggface_weights, resolve_weights_file)
 
 # Smallest square input each architecture accepts. VGG16: keras-vggface's own minimum.
 # ResNet50/SENet50: the fixed 7x7 average pool needs a 7x7 stage-5 map, i.e. 197 pixels.

@@ -116,11 +116,11 @@ def analyze(source: FrameSource, ensemble, options: VideoOptions | None = None, 
 
     Args:
         source: the frames (``members.video.source``).
-        ensemble: a ``members.face_model.FaceEnsemble`` (anything with ``predict(uint8 (N, 48, 48)) -> (N, 7)``).
+        ensemble: a ``members.inference.face_model.FaceEnsemble`` (anything with ``predict(uint8 (N, 48, 48)) -> (N, 7)``).
         options: the video options (defaults: ``VideoOptions()``).
         csv: where the rows go, or None.
         annotate: where the annotated frames go, or None.
-        detector: a ``cv2.CascadeClassifier`` (default: ``members.faces.face_detector()``).
+        detector: a ``cv2.CascadeClassifier`` (default: ``members.inference.faces.face_detector()``).
         progress: tqdm bar (frames, fps); None: only when stderr is a terminal.
 
     Returns:
@@ -129,7 +129,7 @@ def analyze(source: FrameSource, ensemble, options: VideoOptions | None = None, 
     """
     import cv2
 
-    from members.faces import face_detector, find_faces, square_crop
+    from members.inference.faces import face_detector, find_faces, square_crop
 
     options = options or VideoOptions()
     detector = detector if detector is not None else face_detector()

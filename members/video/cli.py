@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from members.face_model import load_model
-from members.faces import annotation_paths
+from members.inference.face_model import load_model
+from members.inference.faces import annotation_paths
 from members.video.analyze import VideoOptions, analyze
 from members.video.outputs import (ANNOTATE_SUFFIXES, PLOT_SUFFIXES, CsvOutput, VideoOutput, check_output,
                                    format_summary, write_plot)

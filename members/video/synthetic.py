@@ -99,7 +99,7 @@ def make_clip(appearances: Sequence[Appearance], frames: int, size: tuple[int, i
 def found_throughout(face: np.ndarray, x: int, y: int, size: tuple[int, int] = (384, 216), side: int = 144,
                      drift: int = 4, detect_max_side: int = 320, detector=None) -> bool:
     """Whether the Haar cascade finds the face alone at (x, y) on every frame of one full drift circle."""
-    from members.faces import find_faces
+    from members.inference.faces import find_faces
     from members.video.tracking import iou
 
     frames, where = make_clip([Appearance(face, 0, 23, x, y)], 24, size=size, side=side, drift=drift)
@@ -115,7 +115,7 @@ def demo_clip(data: str | None = None, frames: int = 36) -> tuple[list[np.ndarra
     """
     from ensemble.artifacts import CLASSES
     from members.data import load_dataset
-    from members.faces import face_detector
+    from members.inference.faces import face_detector
 
     ds = load_dataset(data, verbose=False)
     public = ds.subset(ds.usage == "PublicTest")

@@ -38,7 +38,7 @@ class FaceEnsemble:
     def __init__(self, run_dirs: Sequence[Path], tta: str = "flip", weights: Sequence[float] | None = None,
                  model_paths: Sequence[Path | None] | None = None):
         from ensemble.voting import normalize_weights
-        from members.inference import load_run
+        from members.inference.predictor import load_run
 
         if tta not in TTA_MODES:
             raise ValueError(f"--tta must be one of {list(TTA_MODES)}. Received: tta={tta!r}")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 OUTPUT_KINDS = ("probs", "scores")
 # Keras dtype policies a member may train under (``--precision``); outputs and losses stay float32.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-# How the learning rate falls during a phase (``--lr-schedule``); see ``members.callbacks.cosine_lr``.
+# How the learning rate falls during a phase (``--lr-schedule``); see ``members.training.callbacks.cosine_lr``.
 LR_SCHEDULES = ("plateau", "cosine")
 
 # Hyper-parameters every member has; a spec's ``defaults`` overrides their values.
@@ -40,7 +40,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "limit": None,
     "precision": "float32",
-    "teacher": None,  # --teacher: run names of a teacher ensemble (members.distill); None: no distillation
+    "teacher": None,  # --teacher: run names of a teacher ensemble (members.training.distill); None: no distillation
     "distill_temperature": 4.0,
     "distill_alpha": 0.5,
     "distill_targets": "clean",  # clean: cached TTA targets on un-augmented faces; augmented: per batch
@@ -132,7 +132,7 @@ class MemberSpec:
         phases: ``phases(cfg) -> list[Phase]`` for multi-phase training; None means one
             phase of ``cfg["epochs"]`` epochs with ``cfg["augment"]``.
         fit: optional hook replacing ``model.fit``; called as ``fit(model, train, val,
-            cfg=cfg, **fit_kwargs)`` where ``train``/``val`` are ``members.pipeline.make_dataset``
+            cfg=cfg, **fit_kwargs)`` where ``train``/``val`` are ``members.core.pipeline.make_dataset``
             data sets (``tf.data`` or ``FaceBatches``), ``cfg`` the resolved config and
             ``fit_kwargs`` the ``keras.Model.fit`` keyword arguments; returns a History.
         validate: optional ``validate(cfg)`` raising ``MemberError`` for invalid values.

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 
 import keras
 
 from ensemble import tta
-from members.augment import AUGMENTATIONS
-from members.distill import DISTILL_TARGETS
-from members.distribute import STRATEGIES
-from members.losses import check_distillation
-from members.registry import LR_SCHEDULES, PRECISIONS, MemberError, MemberOption, MemberSpec
+from members.training.augment import AUGMENTATIONS
+from members.training.distill import DISTILL_TARGETS
+from members.training.distribute import STRATEGIES
+from members.training.losses import check_distillation
+from members.core.registry import LR_SCHEDULES, PRECISIONS, MemberError, MemberOption, MemberSpec
 
 
 def common_parser(add_help: bool) -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--no-augment", dest="augment", action="store_false", default=None, help="no training augmentation")
     add("--augmentation", choices=AUGMENTATIONS,
         help="affine: flip, rotation, zoom and shift as one resampling (default); layers: Keras's four "
-             "Random* layers in turn (runs saved before this option; see members/augment.py)")
+             "Random* layers in turn (runs saved before this option; see members/training/augment.py)")
     add("--patience", type=int, help="early-stopping patience in epochs")
     add("--lr-patience", type=int, help="epochs without progress before the learning rate is halved")
     add("--lr-schedule", choices=LR_SCHEDULES,
@@ -68,7 +69,9 @@ def build_parser(spec: MemberSpec | None = None) -> argparse.ArgumentParser:
     add("--out", default="artifacts", help="output folder (default: artifacts/)")
     add("--run-name", help="run folder name (default: NAME, or NAME-cw with --class-weights)")
     add("--tta-views", default="default",
-        help="comma-separated TTA views, 'default' (10 views) or 'none' (identity only)")
+        help="comma-separated TTA views or sets: 'default' (10 views: mirror, 2-pixel shifts), 'none' (identity "
+             "only), 'tencrop(M)' (a --crop member's ten-crop: shifts of M pixels, mirrored), e.g. "
+             "'default,tencrop(4)'")
     add("--tensorboard", action="store_true",
         help="also write Keras's TensorBoard logs to RUN_FOLDER/tensorboard (tensorboard --logdir OUT shows "
              "every run side by side); a resumed run appends to them; not part of the run's identity")
@@ -107,12 +110,24 @@ COMMON_KEYS = ("class_weights", "epochs", "batch_size", "lr", "image_size", "lim
 
 
 def parse_tta_views(text: str) -> list[str]:
-    """View names from ``--tta-views``; ValueError on an unknown view."""
-    if text == "default":
-        return tta.default_views()
-    if text == "none":
-        return ["identity"]
-    return tta.parse_views([v for v in _split_views(text) if v])
+    """View names from ``--tta-views``; ValueError on an unknown view.
+
+    Items are view names or sets: ``default`` (10 views), ``none`` (identity only), ``tencrop(M)``
+    (the ten-crop of a ``--crop`` member, ``ensemble.tta.ten_crop_views``); ``default,tencrop(4)``
+    saves both sets (18 views: identity and hflip are shared).
+    """
+    views = []
+    for item in (v for v in _split_views(text) if v):
+        match = re.fullmatch(r"tencrop\(\s*(\d+)\s*\)", item)
+        if item == "default":
+            views += tta.default_views()
+        elif item == "none":
+            views.append("identity")
+        elif match:
+            views += tta.ten_crop_views(int(match.group(1)))
+        else:
+            views.append(item)
+    return tta.parse_views(views)
 
 
 def _split_views(text: str) -> list[str]:

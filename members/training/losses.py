@@ -66,7 +66,7 @@ class DistillationLoss(keras.losses.Loss):
     """Hinton et al. (2015): ``alpha * CE(y, p) + (1 - alpha) * T^2 * KL(q_T || p_T)``.
 
     ``y_true`` packs the integer label and the teacher's probabilities ``q`` as one float row
-    ``[y, q_0, ..., q_{K-1}]`` (``members.pipeline.make_dataset(soft_targets=...)``); the student's
+    ``[y, q_0, ..., q_{K-1}]`` (``members.core.pipeline.make_dataset(soft_targets=...)``); the student's
     probabilities ``p`` are softened as ``softmax(log p / T)``, which equals ``softmax(z / T)`` for its
     logits ``z``, and the teacher's the same way. A plain integer ``y_true`` (the validation set)
     gives the ordinary cross-entropy, so ``val_loss`` stays comparable with runs trained alone.

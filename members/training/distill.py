@@ -20,7 +20,7 @@ Where the teacher looks (``--distill-targets``):
 
 docs/experiments.md (2026-12-03, "Distillation targets") measured both at 4,000 faces: level, so the
 cheaper ``clean`` is the default.
-The loss is ``members.losses.DistillationLoss``.
+The loss is ``members.training.losses.DistillationLoss``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def resolve_teachers(entries: Sequence[str], out: str | os.PathLike) -> list[Tea
         TeacherError: an entry names no finished run with a model file.
         ContractError: a zoo file fails its manifest check.
     """
-    from members.callbacks import BEST_MODEL
+    from members.training.callbacks import BEST_MODEL
 
     teachers: list[Teacher] = []
     zoo_release = None
@@ -147,7 +147,7 @@ def teacher_targets(teachers: Sequence[Teacher], x: np.ndarray, ids: np.ndarray,
         ``(probs, summary)``: float32 (N, 7) rows summing to 1, and a JSON-able summary for run.json
         (teachers, digests, views, the targets' accuracy on the training labels is added by the caller).
     """
-    from members.inference import load_run
+    from members.inference.predictor import load_run
 
     key = json.loads(json.dumps(targets_key(teachers, data_fingerprint), default=str))
     path = Path(run_dir) / TARGETS_FILE
@@ -181,9 +181,9 @@ def teacher_function(teachers: Sequence[Teacher]):
     Each teacher gives its probabilities (``Predictor.probabilities``: its own preprocessing, and its
     softmax temperature for a ``scores`` member), averaged with the teachers' weights. In
     ``keras.ops``, so it runs inside the ``tf.data`` pipeline on TensorFlow and on numpy batches on
-    JAX and PyTorch (``members.pipeline.make_dataset(teacher=...)``).
+    JAX and PyTorch (``members.core.pipeline.make_dataset(teacher=...)``).
     """
-    from members.inference import load_run
+    from members.inference.predictor import load_run
 
     total = sum(t.weight for t in teachers)
     parts = [(load_run(t.run_dir, t.model_path), t.weight / total) for t in teachers]

@@ -108,6 +108,25 @@ class ResumableReduceLROnPlateau(_RestoresCounters, keras.callbacks.ReduceLROnPl
     COUNTERS = ("wait", "cooldown_counter")
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Keras's ``SwapEMAWeights(swap_on_epoch=True)`` for an optimizer with ``use_ema``, resumable.
+
+    Validation and every callback after it at the end of an epoch (``RunCheckpoint``: the best
+    weights and the resume point) see the averaged weights; training steps see the raw ones. A
+    resume point saved this way holds the average in the model and the raw weights in the
+    optimizer's average slots, so a resumed run (``resumed=True``) swaps them back before training.
+    """
+
+    def __init__(self, resumed: bool):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = bool(resumed)
+
+
+def uses_weight_average(optimizer) -> bool:
+    """Whether ``optimizer`` (or the one a ``LossScaleOptimizer`` wraps) keeps a moving average of the weights."""
+    return bool(getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False))
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """Saves the best model on the monitored validation metric and, every epoch, the resume point.
 

@@ -11,7 +11,7 @@ only the frozen layers' repeated forward passes are saved.
 Augmentation: with ``copies=1`` (``--cache-copies 1``, the default) the cache holds the plain images
 and training is **un-augmented** (the transfer members then build their batches without
 augmentation). With ``copies=K > 1`` the cache also holds K-1 augmented copies of each image (the
-reference augmentation of ``members.augment.make_augmentation``, seeded, applied to the
+reference augmentation of ``members.training.augment.make_augmentation``, seeded, applied to the
 preprocessed batch), and every epoch visits each image once, in one of its K copies drawn at random.
 
 Training the head keeps the framework's contract: the head is compiled with the full model's own
@@ -45,11 +45,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ensemble.artifacts import atomic_write_json
-from members import backend
-from members.inference import keras_to_numpy
-from members.pipeline import iterate_batches, num_batches
-from members.registry import MemberError
-from members.run_folder import CONFIG_FILE as RUN_CONFIG_FILE  # the run's identity (member, config, data)
+from members.core import backend
+from members.inference.predictor import keras_to_numpy
+from members.core.pipeline import iterate_batches, num_batches
+from members.core.registry import MemberError
+from members.training.run_folder import CONFIG_FILE as RUN_CONFIG_FILE  # the run's identity (member, config, data)
 
 CACHE_DIR = "frozen_cache"
 META_FILE = "meta.json"
@@ -224,7 +224,7 @@ def build_or_load_cache(frozen: keras.Model, train, val, folder: Path, *, copies
         dtype: ``float32`` (exact) or ``float16`` (half the size).
         max_gb: refuse when the estimated size exceeds this many GB (1e9 bytes).
         seed: augmentation seed of the copies.
-        augmentation: the copies' augmentation, ``"affine"`` or ``"layers"`` (``members.augment``).
+        augmentation: the copies' augmentation, ``"affine"`` or ``"layers"`` (``members.training.augment``).
         identity: JSON describing the run (config and data); part of the reuse key.
         verbose: progress bars.
 
@@ -273,7 +273,7 @@ def build_or_load_cache(frozen: keras.Model, train, val, folder: Path, *, copies
     forward = _forward(frozen)
     augment = None
     if copies > 1:
-        from members.augment import make_augmentation
+        from members.training.augment import make_augmentation
 
         augment = make_augmentation(seed, augmentation)
     weighted = _weighted(train)

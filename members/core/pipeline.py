@@ -1,11 +1,11 @@
 """The input pipeline: batching, augmentation and per-member preprocessing, on any Keras backend.
 
 Raw faces enter as uint8 (N, 48, 48); a batch is cast to float32 (B, 48, 48, 1) in [0, 255],
-augmented on the batch (``members.augment``, training only), then mapped through
+augmented on the batch (``members.training.augment``, training only), then mapped through
 the member's preprocessing layer (a serialisable Keras layer rebuilt from run.json at
 prediction time). On TensorFlow the batches come from ``tf.data`` (prefetched); on JAX and PyTorch
 from numpy through ``FaceBatches``, a ``keras.utils.PyDataset`` with the same seeded per-epoch
-shuffle, augmentation layer and preprocessing (``make_dataset`` picks, ``members.backend`` says which).
+shuffle, augmentation layer and preprocessing (``make_dataset`` picks, ``members.core.backend`` says which).
 Every layer here is written with ``keras.ops``, so a saved model loads on every backend.
 """
 
@@ -17,8 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from members import backend
-from members.augment import make_augmentation
+from members.core import backend
+from members.training.augment import make_augmentation
 
 
 @keras.saving.register_keras_serializable(package="fer")
@@ -124,9 +124,9 @@ def make_dataset(
         seed: shuffle and augmentation seed.
         augmentation: a prebuilt augmentation model to share between data sets.
         soft_targets: a teacher's probabilities (N, 7); each label then travels as the float row
-            ``[y, q_0, ..., q_6]`` that ``members.losses.DistillationLoss`` reads.
+            ``[y, q_0, ..., q_6]`` that ``members.training.losses.DistillationLoss`` reads.
         teacher: instead of ``soft_targets``, a function of the augmented float batch (before
-            ``preprocess``) giving the teachers' probabilities (``members.distill.teacher_function``);
+            ``preprocess``) giving the teachers' probabilities (``members.training.distill.teacher_function``);
             each batch's labels become the same ``[y, q_0, ..., q_6]`` rows.
         replicas: devices a batch is split over (``--strategy mirrored``). JAX shards every batch
             evenly, so ``FaceBatches`` trims the last batch to a multiple of ``replicas`` (at most

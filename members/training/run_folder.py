@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ensemble.artifacts import PREDICTIONS_FILE, RUN_FILE, atomic_write_json
-from members.callbacks import BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE
-from members.registry import MemberSpec
+from members.training.callbacks import BEST_MODEL, BEST_WEIGHTS, HISTORY_FILE, LAST_MODEL, STATE_FILE
+from members.core.registry import MemberSpec
 
 CONFIG_FILE = "config.json"
 TENSORBOARD_DIR = "tensorboard"  # --tensorboard logs, inside the run folder

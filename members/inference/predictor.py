@@ -72,8 +72,8 @@ class Predictor:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from members import backend
-        from members.pipeline import to_float_batch
+        from members.core import backend
+        from members.core.pipeline import to_float_batch
 
         model, preprocess = self.model, self.preprocess
 
@@ -113,7 +113,7 @@ class Predictor:
         """Class probabilities of a float batch of raw faces as a backend tensor, in ``keras.ops``.
 
         The graph-friendly twin of ``predict`` (preprocessing, model, ``to_probs``) for use inside an
-        input pipeline (``members.distill.teacher_function``); no TTA, no batching.
+        input pipeline (``members.training.distill.teacher_function``); no TTA, no batching.
         """
         import keras
 
@@ -174,7 +174,7 @@ def float32_copy(model):
 
     A model trained under ``mixed_bfloat16`` or ``mixed_float16`` keeps float32 variables and computes
     in the reduced type; on a CPU without units for that type the computation is emulated and 2x to 14x
-    slower (``members.hardware``); in float32 the probabilities move only by bfloat16's rounding.
+    slower (``members.core.hardware``); in float32 the probabilities move only by bfloat16's rounding.
     """
     import keras
 
@@ -208,9 +208,9 @@ def load_run(run_dir: str | os.PathLike, model_path: str | os.PathLike | None = 
     import keras
 
     from ensemble.artifacts import verify_if_zoo
-    from members import hardware
-    from members.callbacks import BEST_MODEL
-    from members.registry import get_member
+    from members.core import hardware
+    from members.training.callbacks import BEST_MODEL
+    from members.core.registry import get_member
 
     if precision not in PRECISION_CHOICES:
         raise ValueError(f"precision must be one of {list(PRECISION_CHOICES)}. Received: precision={precision!r}")

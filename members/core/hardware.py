@@ -39,7 +39,7 @@ def native_units(precision: str, features: set[str] | None) -> list[str] | None:
 
 def has_accelerator() -> bool:
     """Whether the active Keras backend sees a GPU (or another accelerator) to train on."""
-    from members import backend
+    from members.core import backend
 
     name = backend.name()
     if name == "tensorflow":
