@@ -274,6 +274,15 @@ def test_quiet_filter_keeps_real_errors():
     assert quiet.keep_line(warn, 1, gpu_present=False) and not quiet.keep_line(info, 1, gpu_present=False)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow not installed")
+def test_tensorflow_imported_through_the_hook_keeps_its_own_loader():
+    done = _run(["-c", "import members, tensorflow as tf; print(type(tf.__loader__).__name__, "
+                       "type(tf.__spec__.loader).__name__, tf.constant(2).numpy())"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["SourceFileLoader", "SourceFileLoader", "2"]
+    assert "cuInit" not in done.stderr or quiet.has_nvidia_device()
+
+
 def test_filtered_stderr_replays_what_it_keeps(capfd):
     with quiet.filtered_stderr(lambda line: "keep" in line):
         os.write(2, b"drop this\nkeep this\n")

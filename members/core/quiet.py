@@ -84,16 +84,24 @@ class _QuietLoader(importlib.abc.Loader):
     def __init__(self, loader, keep: Callable[[str], bool]):
         self.loader, self.keep = loader, keep
 
+    def __getattr__(self, name):  # anything else (get_resource_reader, is_package, ...) is the real loader's
+        return getattr(self.loader, name)
+
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
-        with filtered_stderr(self.keep):
-            self.loader.exec_module(module)
-            try:
-                module.config.list_physical_devices("GPU")  # where cuInit runs, and fails without a GPU
-            except Exception:  # noqa: BLE001 - a probe only; TensorFlow reports its own errors later
-                pass
+        try:
+            with filtered_stderr(self.keep):
+                self.loader.exec_module(module)
+                try:
+                    module.config.list_physical_devices("GPU")  # where cuInit runs, and fails without a GPU
+                except Exception:  # noqa: BLE001 - a probe only; TensorFlow reports its own errors later
+                    pass
+        finally:  # the module keeps its own loader, as if imported plainly
+            module.__loader__ = self.loader
+            if getattr(module, "__spec__", None) is not None:
+                module.__spec__.loader = self.loader
 
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
