@@ -5,7 +5,7 @@ and for the greedy ensembles chosen within a budget of hours (numpy; matplotlib 
     python -m ensemble.results frontier --budgets 2 4 8 16 --json       # the points, as JSON
 
 A run costs its ``train_seconds`` from run.json (wall time of all its resumed legs on its trainer's
-machine). For each budget, ``voting.greedy_select`` picks an ensemble on PublicTest among the runs
+machine). Distilled students are left out: their hours do not count the teachers they learnt from. For each budget, ``voting.greedy_select`` picks an ensemble on PublicTest among the runs
 whose summed hours fit it; its PrivateTest accuracy (with every saved TTA view) is then read off, so
 nothing on the curve is chosen with PrivateTest. Each ensemble is what ``python -m ensemble.combine
 ZOO --select greedy --budget-hours H`` builds.
@@ -43,7 +43,9 @@ def frontier_points(zoo: str | Path = "zoo/runs", runs: Sequence[str] | None = N
         ``test_acc`` (fractions, with ``tta``); a run its ``name`` and ``member``, an ensemble its
         ``budget`` and ``members`` (name -> weight).
     """
-    loaded, _ = load_runs(Path(zoo), runs)
+    loaded = [r for r in load_runs(Path(zoo), runs)[0] if not (r.info.get("config") or {}).get("teacher")]
+    if not loaded:
+        raise ValueError(f"no run in {zoo} trained without a teacher (a student's hours leave out its teachers')")
     hours = training_hours(loaded)
     val, test = stack_views(loaded, "val", tta), stack_views(loaded, "test", tta)
     val_labels, test_labels = loaded[0].val.labels, loaded[0].test.labels

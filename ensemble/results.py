@@ -105,7 +105,8 @@ class Recomputer:
             folder = folder if folder.is_absolute() else self.root / folder
             self.cache[key] = combine(folder, runs=a.runs, tta=a.tta, voting_mode=a.voting, weights=a.weights,
                                       select=a.select, n_resamples=a.bootstrap, seed=a.seed,
-                                      greedy_steps=a.greedy_steps, write=False).summary
+                                      greedy_steps=a.greedy_steps, budget_hours=a.budget_hours,
+                                      write=False).summary
         return self.cache[key]
 
 
