@@ -1,5 +1,9 @@
 """Export runs as one Keras model: ``python -m members.export --runs RUN... --tta flip|all --out ensemble.keras``.
 
+``--format onnx`` (``members.onnx_export``) writes one ONNX file per run instead, for ONNX Runtime
+without Keras (``members.onnx_engine``), and ``--quantize int8 --data PATH`` its int8 twin: for the
+zoo's release into the zoo (sha256 in its manifest), for ``--runs`` beside each run, or into ``--out DIR``.
+
 The exported model takes a batch of raw faces, uint8 (B, 48, 48, 1), and returns the ensemble's
 probabilities, float32 (B, 7) in ``ensemble.artifacts.CLASSES`` order: for each run, every TTA view
 of the batch goes through the run's preprocessing, its model and (for ``scores`` members) a softmax
@@ -310,14 +314,52 @@ def build_parser() -> argparse.ArgumentParser:
                         "release's mode for the zoo, else flip)")
     p.add_argument("--weights", nargs="+", type=float, metavar="W",
                    help="one weight per run (default: the release's weights for the zoo, else equal)")
-    p.add_argument("--out", default="ensemble.keras", help="output .keras file (default: ensemble.keras)")
+    p.add_argument("--out", help="output .keras file (default: ensemble.keras); with --format onnx a folder "
+                                 "(default: the zoo for its release, else each run's folder)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload check")
+    g = p.add_argument_group("ONNX (for ONNX Runtime, no Keras needed to predict)")
+    g.add_argument("--format", choices=("keras", "onnx"), default="keras",
+                   help="keras: the whole ensemble as one .keras model; onnx: one float32 ONNX file per run")
+    g.add_argument("--quantize", choices=("int8",), help="also write int8 files (static, calibrated on Training "
+                                                          "faces of --data) and compare them with float32")
+    g.add_argument("--data", help="FER2013 data: Training faces calibrate int8, PublicTest/PrivateTest compare")
+    g.add_argument("--calibration", type=int, default=300, metavar="N", help="calibration faces (default 300)")
+    g.add_argument("--no-compare", dest="compare", action="store_false",
+                   help="skip the int8 / float32 comparison (the zoo then keeps float32 as the default)")
     return p
+
+
+def _main_onnx(args) -> int:
+    """``--format onnx``: per-run ONNX files (and int8), for the zoo's release or the runs named."""
+    from members.onnx_export import export_runs
+
+    try:
+        if args.weights is not None:
+            raise ValueError("--weights is for the Keras export; ONNX files are per run (the vote stays in numpy)")
+        if args.quantize and not args.data:
+            raise ValueError("--quantize int8 needs --data PATH: int8 is calibrated on Training faces")
+        selection = select_runs(args.runs, args.artifacts)
+        for d in selection.run_dirs:
+            saved_views(d)
+        result = export_runs(selection, Path(args.out) if args.out else None, args.quantize == "int8", args.data,
+                             args.calibration, args.tta or selection.tta or "flip", args.verify, args.compare,
+                             "python -m members.export " + " ".join(sys.argv[1:]))
+    except (RunSelectionError, ContractError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {result['written']}; light-install default: {result['default']}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a user's mistake, with one message)."""
     args = build_parser().parse_args(argv)
+    if args.format == "onnx":
+        return _main_onnx(args)
+    if args.quantize:
+        print("error: --quantize is for --format onnx", file=sys.stderr)
+        return 2
+    args.out = args.out or "ensemble.keras"
     try:
         if Path(args.out).suffix != ".keras":
             raise ValueError(f"--out must be a .keras file. Received: out={args.out!r}")
