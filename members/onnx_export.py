@@ -159,7 +159,7 @@ def compare(run_dirs: Sequence[Path], weights, tta: str, paths: dict[str, list[P
         mask = data.usage == split
         x, y = data.x[mask], data.y[mask]
         start = time.perf_counter()
-        labels = {p: np.concatenate([e.predict(x[i : i + 256]) for i in range(0, len(x), 256)]).argmax(-1)
+        labels = {p: np.concatenate([e.predict(x[i : i + 64]) for i in range(0, len(x), 64)]).argmax(-1)
                   for p, e in ensembles.items()}
         c = paired_bootstrap(labels["int8"] == y, labels["float32"] == y)
         out[split] = {"faces": int(len(y)), "float32_acc": float(np.mean(labels["float32"] == y)),

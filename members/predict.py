@@ -25,6 +25,10 @@ Output: per photo its faces, left to right, with the box, the label and the 7 pr
 without a face says so. ``--json`` prints a JSON list instead (one object per photo). ``--annotate``
 draws the boxes and labels (with several photos, ``OUT-<photo name>.png`` each). A missing or
 unreadable file is a clear error (exit 2) before any model is loaded.
+
+``--engine onnx`` (the default where no Keras backend is installed: the light install) predicts with
+ONNX Runtime from the runs' ONNX files (``members.onnx_engine``; ``--precision float32|int8``, default
+the zoo's recommendation); ``--engine keras`` with Keras; both are chosen by ``onnx_engine.load_ensemble``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ import numpy as np
 
 from ensemble import tta as tta_views
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_bytes
-from members.evaluate import RunSelectionError, saved_views, select_runs
+from members.evaluate import RunSelectionError, saved_views
+from members.onnx_engine import ENGINES, load_ensemble
 from members.video import cli as video_cli
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
@@ -327,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect-max-side", type=int, metavar="PX",
                    help="detect on a copy shrunk to this longest side: faster on large photos (default: full size "
                         "for photos, 320 for videos; 0: full size)")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="keras, onnx (ONNX Runtime, no Keras needed) or auto (default: keras when a Keras backend "
+                        "is installed, else onnx)")
+    p.add_argument("--precision", choices=("float32", "int8"),
+                   help="ONNX Runtime's model precision (default: the zoo's recommendation for its release, "
+                        "else float32)")
     video_cli.add_video_arguments(p)
     return p
 
@@ -349,12 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.annotate:
             _check_image_suffix(Path(args.annotate))
         images = [read_image(p) for p in args.images]
-        selection = select_runs(args.runs, args.artifacts)
-        if args.fast:
-            selection = video_cli.fast_selection(selection)
-        tta = args.tta or selection.tta or "flip"
-        ensemble = FaceEnsemble(selection.run_dirs, tta, selection.weights, selection.model_paths)
-        results = predict_photos(args.images, ensemble, images, min_size=args.min_size,
+        loaded = load_ensemble(args.engine, args.runs, args.artifacts, args.fast, args.tta, args.precision)
+        results = predict_photos(args.images, loaded.ensemble, images, min_size=args.min_size,
                                  min_neighbors=args.min_neighbors, margin=args.margin,
                                  detect_max_side=args.detect_max_side)
         if args.annotate:
@@ -366,9 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        source = selection.source if selection.tta and not args.tta else \
-            f"{', '.join(ensemble.names)}; TTA {tta}; soft vote of {len(ensemble.names)} run(s)"
-        print(format_results(results, source))
+        print(format_results(results, loaded.source))
     if args.annotate:
         print(f"annotated photo(s) written: {', '.join(map(str, annotation_paths(args.annotate, args.images)))}",
               file=sys.stderr)

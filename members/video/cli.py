@@ -106,8 +106,9 @@ def run(args: argparse.Namespace, capture_factory=None) -> int:
         capture_factory: the camera's capture constructor (default ``cv2.VideoCapture``; tests pass a stand-in).
     """
     from ensemble.artifacts import ContractError
-    from members.evaluate import RunSelectionError, select_runs
-    from members.predict import FaceEnsemble, PredictError
+    from members.evaluate import RunSelectionError
+    from members.onnx_engine import load_ensemble
+    from members.predict import PredictError
 
     sources = []
     try:
@@ -132,15 +133,8 @@ def run(args: argparse.Namespace, capture_factory=None) -> int:
             paths[option] = output_paths(out, names)
         for spec in ([args.camera] if args.camera is not None else args.images):
             sources.append(open_source(spec, capture_factory))
-        selection = select_runs(args.runs, args.artifacts)
-        if args.fast:
-            selection = fast_selection(selection)
-        tta = args.tta or selection.tta or "flip"
-        ensemble = FaceEnsemble(selection.run_dirs, tta, selection.weights, selection.model_paths)
-        if selection.tta:  # the zoo's release ensemble, or its best run with --fast
-            model = selection.source + (f"; --tta {tta}" if args.tta else "")
-        else:
-            model = f"{', '.join(ensemble.names)}; TTA {tta}; soft vote of {len(ensemble.names)} run(s)"
+        loaded = load_ensemble(args.engine, args.runs, args.artifacts, args.fast, args.tta, args.precision)
+        ensemble, model = loaded.ensemble, loaded.source
         for k, source in enumerate(sources):
             written = analyze_one(source, ensemble, options, paths["csv"][k], paths["annotate"][k],
                                   paths["plot"][k], model)
