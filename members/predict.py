@@ -45,7 +45,7 @@ import numpy as np
 from ensemble import tta as tta_views
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_bytes
 from members.evaluate import RunSelectionError, saved_views
-from members.onnx_engine import ENGINES, load_ensemble
+from members.onnx_engine import ENGINES, SoftVote, load_ensemble
 from members.video import cli as video_cli
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
@@ -159,8 +159,11 @@ def find_faces(image: np.ndarray, detector=None, min_size: int = 30, scale_facto
     return [Face(b, square_crop(grey, b, margin)) for b in boxes]
 
 
-class FaceEnsemble:
+class FaceEnsemble(SoftVote):
     """Runs loaded once, each with its TTA views: uint8 faces in, soft-voted probabilities out.
+
+    ``run_probs`` and ``predict`` (TTA, then the soft vote) are ``members.onnx_engine.SoftVote``'s,
+    shared with the ONNX Runtime engine.
 
     Args:
         run_dirs: finished run folders.
@@ -185,26 +188,8 @@ class FaceEnsemble:
         self.predictors = [load_run(d, m) for d, m in zip(run_dirs, model_paths)]
         self.tta = tta
 
-    def run_probs(self, faces: np.ndarray) -> np.ndarray:
-        """Each run's TTA-averaged probabilities, float32 (R, N, 7), for uint8 faces (N, 48, 48).
-
-        The views of a run go through its model as one batch (one call per run).
-        """
-        faces = np.asarray(faces)
-        if faces.dtype != np.uint8 or faces.ndim != 3:
-            raise ValueError(f"faces must be uint8 (N, H, W). Received: {faces.dtype} {faces.shape}")
-        n = len(faces)
-        out = []
-        for predictor, views in zip(self.predictors, self.views):
-            batch = np.concatenate([tta_views.apply_view(faces, v) for v in views]) if n else faces
-            probs = predictor.predict(batch).reshape(len(views), n, len(CLASSES))
-            out.append(probs.mean(axis=0, dtype=np.float64))
-        return np.stack(out).astype(np.float32)
-
-    def predict(self, faces: np.ndarray) -> np.ndarray:
-        """The soft vote (weighted mean of the runs' TTA-averaged probabilities), float32 (N, 7)."""
-        probs = self.run_probs(faces).astype(np.float64)
-        return np.tensordot(self.weights, probs, axes=1).astype(np.float32)
+    def _run_functions(self):
+        return [predictor.predict for predictor in self.predictors]
 
 
 def predict_photos(paths: Sequence[str | Path], ensemble: FaceEnsemble, images: Sequence[np.ndarray] | None = None,
