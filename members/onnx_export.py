@@ -10,8 +10,9 @@ temporary name, checked against Keras on random faces and renamed.
 int8 (``quantize``): ONNX Runtime's static quantization: ``quant_pre_process`` (shape inference and
 graph optimisation), then ``quantize_static`` in the QDQ format with per-channel int8 weights and int8
 activations, calibrated with the MinMax method on ``CALIBRATION_FACES`` Training faces drawn with a
-fixed seed (never PublicTest or PrivateTest). What stays in float: the uint8-to-float cast, the
-Softmax at the end and any operator ONNX Runtime has no int8 kernel for.
+fixed seed (never PublicTest or PrivateTest), for the convolutions and dense layers only
+(``INT8_OPS``). What stays in float: the preprocessing, BatchNormalization layers that follow a ReLU
+(a per-channel Mul and Add), ReLU, pooling, the Softmax at the end.
 
 ``compare`` scores float32 and int8 with the release's TTA on PublicTest and PrivateTest: accuracy, the
 paired-bootstrap interval and McNemar p of int8 minus float32 (``ensemble.metrics.paired_bootstrap``),
@@ -37,6 +38,11 @@ CALIBRATION_FACES = 300
 CALIBRATION_SEED = 0
 CALIBRATION_BATCH = 50
 CHECK_TOLERANCE = 1e-4
+# Only the convolutions and dense layers go to int8. With every operator quantized, cnn8-fp32's
+# BatchNormalization after ReLU (not folded into a convolution: a Mul and an Add by per-channel vectors)
+# got per-tensor int8 constants and the run collapsed to one class (9.5 % of PublicTest labels kept,
+# 2026-12-08); with these two types it keeps 95 %, model2 96 %, like the full quantization of model2.
+INT8_OPS = ("Conv", "Gemm", "MatMul")
 
 
 def build_run_model(run_dir: Path, model_path: Path | None = None):
@@ -136,13 +142,14 @@ def quantize(float_path: Path, out: Path, faces: np.ndarray) -> dict:
         quant_pre_process(str(float_path), str(pre))
         quantize_static(str(pre), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=list(INT8_OPS))
         OnnxRun(tmp)  # loads and has this project's inputs
         os.replace(tmp, out)
     finally:
         for p in (pre, tmp):
             p.unlink(missing_ok=True)
     return {"method": "static QDQ, per-channel int8 weights, int8 activations, MinMax calibration",
+            "int8_ops": list(INT8_OPS),
             "faces": int(len(faces)), "split": "Training", "seed": CALIBRATION_SEED}
 
 
