@@ -12,11 +12,17 @@ All timed calls are interleaved round-robin (each repeat times every case once),
 on a shared machine hits every case alike; figures are medians. References: the real-time paper in
 this field reports 30 ms per frame (``REFERENCE_MS``; a ratio below 1 is faster), and the baseline
 alone, measured in the same run (the ensemble's cost factor). The photo is scikit-image's
-``astronaut`` (one face) unless ``--image`` is given. Runs come from ``--artifacts`` (default
-``artifacts/``; smoke-scale runs: ``./run_all.sh --quick --out DIR``).
+``astronaut`` (one face) unless ``--image`` is given. Runs come from ``--artifacts`` (smoke-scale runs:
+``./run_all.sh --quick --out DIR``); without it, the zoo's release ensemble and its fast model (what
+``--fast`` uses) stand for the whole ensemble and the baseline.
+
+Every configuration runs on each engine of ``--engine`` (default: ``keras onnx``, Keras left out where
+it is not installed): Keras, and ONNX Runtime in float32 and int8 (``members.inference.onnx_engine``); the last
+lines give each ONNX row's time over Keras's, per face and per frame.
 
     python benchmarks/bench_predict_latency.py [--artifacts DIR] [--baseline RUN] [--runs RUN...]
         [--image PHOTO] [--tta flip] [--repeat 30] [--batch 64] [--detect-max-side PX] [--no-export]
+        [--engine keras onnx]
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ def round_robin(cases: dict, repeat: int) -> dict[str, np.ndarray]:
 def main() -> int:
     """Run the benchmark and print its figures."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--artifacts", default="artifacts")
+    p.add_argument("--artifacts", help="folder of runs (default: the zoo's release and fast model)")
     p.add_argument("--baseline", default="baseline", help="the run timed alone (default: baseline)")
     p.add_argument("--runs", nargs="+", help="the ensemble's runs (default: every run in --artifacts)")
     p.add_argument("--image", help="photo with a face (default: scikit-image's astronaut)")
@@ -86,18 +92,28 @@ def main() -> int:
     p.add_argument("--detect-max-side", type=int, default=0, metavar="PX",
                    help="detect on a copy shrunk to this longest side (members.predict's option; default: full size)")
     p.add_argument("--no-export", dest="export", action="store_false", help="skip the exported-model cases")
+    p.add_argument("--engine", nargs="+", choices=("keras", "onnx"),
+                   help="engines to measure (default: keras and onnx; onnx in float32 and int8)")
     args = p.parse_args()
     load_before = os.getloadavg()[0]
 
-    from members.evaluate import RunSelectionError, resolve_runs
-    from members.predict import FaceEnsemble, face_detector, find_faces
+    from engines import default_engines, engine_ensembles  # benchmarks/engines.py
+    from ensemble.artifacts import ContractError
+    from members.evaluate import RunSelectionError, select_runs
+    from members.predict import face_detector, find_faces
+    from members.inference.face_model import fast_selection
 
     try:
-        configs = {"baseline alone": resolve_runs([args.baseline], args.artifacts),
-                   "whole ensemble": resolve_runs(args.runs, args.artifacts)}
-    except RunSelectionError as exc:
+        if args.artifacts:
+            configs = {"baseline alone": select_runs([args.baseline], args.artifacts),
+                       "whole ensemble": select_runs(args.runs, args.artifacts)}
+        else:
+            release = select_runs(None, None)
+            configs = {"baseline alone": fast_selection(release), "whole ensemble": release}
+    except (RunSelectionError, ContractError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    engines = args.engine or default_engines()
     photo, photo_name = load_photo(args.image)
     detector = face_detector()
 
@@ -113,13 +129,15 @@ def main() -> int:
     batch = np.clip(one.astype(np.int16) + rng.integers(-20, 21, (args.batch, 48, 48)), 0, 255).astype(np.uint8)
 
     classifiers, load_s = {}, {}
-    for label, dirs in configs.items():
+    for label, selection in configs.items():
         start = time.perf_counter()
-        ensemble = FaceEnsemble(dirs, args.tta)
-        load_s[label] = time.perf_counter() - start
-        classifiers[label] = ensemble.predict
-        if args.export:
-            classifiers[f"{label} as one .keras"] = exported_classifier(dirs, args.tta)
+        for engine, ensemble in engine_ensembles(selection, args.tta, engines):
+            name = label if engine == "keras" else f"{label}, {engine}"
+            load_s[name] = time.perf_counter() - start
+            classifiers[name] = ensemble.predict
+            start = time.perf_counter()
+        if args.export and "keras" in engines and args.artifacts:
+            classifiers[f"{label} as one .keras"] = exported_classifier(selection.run_dirs, args.tta)
 
     def frame(classify):
         found = detect()
@@ -137,8 +155,9 @@ def main() -> int:
     print(f"photo: {photo_name}, {len(faces)} face(s); CPU cores: {os.cpu_count()}; load average before: "
           f"{load_before:.1f}, after: {os.getloadavg()[0]:.1f}; TTA {args.tta}; "
           f"medians of {args.repeat} interleaved calls")
-    print(f"whole ensemble ({len(configs['whole ensemble'])} runs): "
-          f"{', '.join(d.name for d in configs['whole ensemble'])}")
+    print(f"whole ensemble ({len(configs['whole ensemble'].run_dirs)} runs): "
+          f"{', '.join(d.name for d in configs['whole ensemble'].run_dirs)}; baseline alone: "
+          f"{', '.join(d.name for d in configs['baseline alone'].run_dirs)}")
     shrink = f", shrunk to {args.detect_max_side} px" if args.detect_max_side else ""
     print(f"reference: {REFERENCE_MS:.0f} ms per frame (real-time paper); face detection "
           f"(Haar cascade{shrink} + crops): {med['detection']:.1f} ms per frame ({med['detection'] / REFERENCE_MS:.2f}x the reference)\n")
@@ -152,7 +171,16 @@ def main() -> int:
         print(f"{label:32s} {load:>7s} {med[f'{label}|one']:10.1f} {np.percentile(timings[f'{label}|one'], 90):7.1f} "
               f"{1e3 / per_face:8.0f} {per_face:14.2f} {med[f'{label}|frame']:9.1f} "
               f"{1e3 / med[f'{label}|frame']:9.1f} {med[f'{label}|frame'] / REFERENCE_MS:9.2f}x")
+    for label in configs:
+        for engine in ("onnx float32", "onnx int8"):
+            o = f"{label}, {engine}"
+            if label in classifiers and o in classifiers:
+                print(f"{o} vs keras (same run): {med[f'{o}|one'] / med[f'{label}|one']:.2f}x per single face, "
+                      f"{med[f'{o}|batch'] / med[f'{label}|batch']:.2f}x per face in batches of {args.batch}, "
+                      f"{med[f'{o}|frame'] / med[f'{label}|frame']:.2f}x per frame")
     b, w = "baseline alone", "whole ensemble"
+    if b not in classifiers or w not in classifiers:
+        return 0
     print(f"\nwhole ensemble vs baseline alone (same run): {med[f'{w}|one'] / med[f'{b}|one']:.2f}x per single face, "
           f"{med[f'{w}|batch'] / med[f'{b}|batch']:.2f}x per face in batches of {args.batch}, "
           f"{med[f'{w}|frame'] / med[f'{b}|frame']:.2f}x per frame")

@@ -17,9 +17,14 @@ file; ``detect``: Haar cascade + crops, or only crops between detections; ``pred
 end to end. The aim (issue 21): at most ``AIM_MS`` = 33 ms per frame (30 fps) end to end with the
 fast model on the project's 2 cores, against the real-time paper's 30 ms.
 
+Each model runs on every engine of ``--engine`` (default: ``keras onnx``, Keras left out where it is not
+installed): Keras, and ONNX Runtime in float32 and int8 (``members.inference.onnx_engine``, the zoo's ONNX files
+or each run folder's); the last column is each row's time per frame over Keras's for the same model and
+``--detect-every``.
+
     python benchmarks/bench_video.py [--runs RUN... | --artifacts DIR] [--data CSV] [--frames 90]
         [--repeat 3] [--tta flip] [--detect-every 1 5] [--detect-max-side 320] [--only fast|ensemble]
-        [--json OUT.json] [--keep-clip OUT.mp4]
+        [--engine keras onnx] [--json OUT.json] [--keep-clip OUT.mp4]
 """
 
 from __future__ import annotations
@@ -128,13 +133,15 @@ def main(argv=None) -> int:
     p.add_argument("--detect-every", type=int, nargs="+", default=[1, 5], help="values to measure (default 1 5)")
     p.add_argument("--detect-max-side", type=int, default=320, help="detection size (default 320)")
     p.add_argument("--only", choices=("fast", "ensemble"), help="measure one model only")
+    p.add_argument("--engine", nargs="+", choices=("keras", "onnx"),
+                   help="engines to measure (default: keras and onnx; onnx is measured in float32 and int8)")
     p.add_argument("--json", help="also write the rows as JSON")
     p.add_argument("--keep-clip", metavar="OUT.mp4", help="also keep the clip (e.g. for the README's plot)")
     args = p.parse_args(argv)
     if args.frames < 3 or args.repeat < 1:
         p.error(f"--frames must be >= 3 and --repeat >= 1. Received: frames={args.frames}, repeat={args.repeat}")
 
-    from members.inference.face_model import FaceEnsemble
+    from engines import engine_ensembles  # benchmarks/engines.py
 
     chosen = models(args)
     rows = []
@@ -149,20 +156,24 @@ def main(argv=None) -> int:
         for name, selection in chosen.items():
             if args.only and name != args.only:
                 continue
-            ensemble = FaceEnsemble(selection.run_dirs, args.tta, selection.weights, selection.model_paths)
-            for k in args.detect_every:
-                t0 = time.perf_counter()
-                row = {"model": name, "runs": ensemble.names, "tta": args.tta, "detect_every": k,
-                       **measure(clip, ensemble, k, args.repeat, args.detect_max_side)}
-                row["seconds"] = time.perf_counter() - t0
-                rows.append(row)
-    print(f"\nms per frame (aim: end to end <= {AIM_MS:g} ms = 30 fps with the fast model; the paper: {PAPER_MS:g} ms)")
-    print(f"{'model':9s} {'runs':>4s} {'every':>5s} {'decode':>7s} {'detect':>7s} {'predict':>8s} {'other':>6s} "
-          f"{'total':>7s} {'fps':>6s}  vs aim")
+            for engine, ensemble in engine_ensembles(selection, args.tta, args.engine):
+                for k in args.detect_every:
+                    t0 = time.perf_counter()
+                    row = {"model": name, "engine": engine, "runs": ensemble.names, "tta": args.tta, "detect_every": k,
+                           **measure(clip, ensemble, k, args.repeat, args.detect_max_side)}
+                    row["seconds"] = time.perf_counter() - t0
+                    rows.append(row)
+    keras_ms = {(r["model"], r["detect_every"]): r["total_ms"] for r in rows if r["engine"] == "keras"}
+    print(f"\nms per frame (aim: end to end <= {AIM_MS:g} ms = 30 fps; the paper: {PAPER_MS:g} ms)")
+    print(f"{'model':9s} {'engine':13s} {'runs':>4s} {'every':>5s} {'decode':>7s} {'detect':>7s} {'predict':>8s} "
+          f"{'other':>6s} {'total':>7s} {'fps':>6s}  {'vs aim':10s} {'vs keras':>8s}")
     for r in rows:
         verdict = "meets" if r["total_ms"] <= AIM_MS else f"{r['total_ms'] / AIM_MS:.1f}x over"
-        print(f"{r['model']:9s} {len(r['runs']):4d} {r['detect_every']:5d} {r['decode_ms']:7.1f} "
-              f"{r['detect_ms']:7.1f} {r['predict_ms']:8.1f} {r['output_ms']:6.1f} {r['total_ms']:7.1f} {1000 / r['total_ms']:6.1f}  {verdict}")
+        ref = keras_ms.get((r["model"], r["detect_every"]))
+        ratio = f"{r['total_ms'] / ref:.2f}x" if ref else "-"
+        print(f"{r['model']:9s} {r['engine']:13s} {len(r['runs']):4d} {r['detect_every']:5d} {r['decode_ms']:7.1f} "
+              f"{r['detect_ms']:7.1f} {r['predict_ms']:8.1f} {r['output_ms']:6.1f} {r['total_ms']:7.1f} "
+              f"{1000 / r['total_ms']:6.1f}  {verdict:10s} {ratio:>8s}")
     fast = [r for r in rows if r["model"] == "fast"]
     if fast:
         print(f"fast model: {', '.join(fast[0]['runs'])}; {fast[0]['faces_per_frame']:.2f} faces per frame on average")

@@ -44,7 +44,7 @@ from ensemble.provenance import machine_info
 RUN_FILES = (RUN_FILE, "history.csv", PREDICTIONS_FILE)
 MODEL_SUFFIX = ".keras"
 RELEASE_MODEL_BUDGET_MB = 50.0
-ZOO_BUDGET_MB = 150.0
+ZOO_BUDGET_MB = 150.0  # 80 until the release shipped as ONNX too (float32 and int8, issue 51)
 MIN_RELEASE_GAIN = 0.005  # a new release must beat the old one on PublicTest by 0.5 points
 
 
@@ -86,6 +86,9 @@ def verify(zoo_dir: str | os.PathLike) -> list[str]:
     for name, rel in (release.get("models") or {}).items():
         if rel not in manifest["files"]:
             problems.append(f"release model of {name!r}: {rel} not in {MANIFEST}")
+    for precision, runs in ((manifest.get("onnx") or {}).get("files") or {}).items():
+        problems += [f"{precision} ONNX model of {name!r}: {rel} not in {MANIFEST}" for name, rel in runs.items()
+                     if rel not in manifest["files"]]
     fast = manifest.get("fast")
     if fast and fast["model"] not in manifest["files"]:
         problems.append(f"fast model of {fast['run']!r}: {fast['model']} not in {MANIFEST}")

@@ -16,10 +16,16 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # Without TensorFlow (a JAX or PyTorch machine) and no backend named, pick the one installed
-# before anything imports Keras (members.core.backend; it never imports TensorFlow).
+# before anything imports Keras (members.core.backend; it never imports TensorFlow). With no backend at all
+# (the light install, ONNX Runtime only) nothing is chosen: photos, video and the Python API run on
+# members.inference.onnx_engine, and a command that needs Keras says which extra to install when it loads it.
+from members.core.backend import BackendError as _BackendError  # noqa: E402
 from members.core.backend import choose_default_backend as _choose_default_backend  # noqa: E402
 
-_choose_default_backend()
+try:
+    _choose_default_backend()
+except _BackendError:
+    pass
 
 from members.core.quiet import install as _quiet_tensorflow_start  # noqa: E402
 

@@ -72,14 +72,17 @@ class Recognizer:
         artifacts: a folder of runs (``python -m members.train`` writes ``artifacts/``).
         fast: one model only, for live video: the zoo's fast model, else the best single run.
         tta: ``none``, ``flip`` or ``all`` views per run; None: the release's mode, else ``flip``.
-        engine: what runs the models; ``keras`` (the Keras backend installed).
+        engine: what runs the models: ``auto`` (Keras when a Keras backend is installed, else ONNX
+            Runtime: the light install), ``keras`` or ``onnx``.
+        precision: ONNX Runtime's model precision, ``float32`` or ``int8`` (default: the zoo's
+            recommendation for its release, float32 for run folders).
         min_size: smallest face side searched, in pixels of the image.
         margin: share of the face box added on each side of the crop.
 
     Raises:
         RunSelectionError: a run that does not exist (a ``ValueError``).
         ContractError: a zoo file that fails its checksum (a ``ValueError``).
-        ValueError: an unknown ``tta`` or ``engine``.
+        ValueError: an unknown ``tta``, ``engine`` or ``precision``.
 
     Example:
         >>> recognizer = Recognizer(fast=True)
@@ -88,13 +91,14 @@ class Recognizer:
     """
 
     def __init__(self, runs: Sequence[str | os.PathLike] | None = None, *, artifacts: str | os.PathLike | None = None,
-                 fast: bool = False, tta: str | None = None, engine: str = "keras", min_size: int = 30,
-                 margin: float = 0.0):
+                 fast: bool = False, tta: str | None = None, engine: str = "auto", precision: str | None = None,
+                 min_size: int = 30, margin: float = 0.0):
         if min_size < 1 or margin < 0:
             raise FaceInputError(f"min_size must be positive and margin non-negative. Received: min_size={min_size!r}, "
                                  f"margin={margin!r}")
-        loaded = load_model(runs, artifacts, fast=fast, tta=tta, engine=engine)
+        loaded = load_model(runs, artifacts, fast=fast, tta=tta, engine=engine, precision=precision)
         self.model, self.tta, self.source = loaded.ensemble, loaded.tta, loaded.source
+        self.engine, self.precision = loaded.engine, loaded.precision
         self.min_size, self.margin = min_size, margin
         self._detector = None
 

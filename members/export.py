@@ -1,5 +1,9 @@
 """Export runs as one Keras model: ``python -m members.export --runs RUN... --tta flip|all --out ensemble.keras``.
 
+``--format onnx`` (``members.inference.onnx_export``) writes one ONNX file per run instead, for ONNX Runtime
+without Keras (``members.inference.onnx_engine``), and ``--quantize int8 --data PATH`` its int8 twin: for the
+zoo's release into the zoo (sha256 in its manifest), for ``--runs`` beside each run, or into ``--out DIR``.
+
 The exported model takes a batch of raw faces, uint8 (B, 48, 48, 1), and returns the ensemble's
 probabilities, float32 (B, 7) in ``ensemble.artifacts.CLASSES`` order: for each run, every TTA view
 of the batch goes through the run's preprocessing, its model and (for ``scores`` members) a softmax
@@ -32,7 +36,6 @@ as in ``ensemble.combine``.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -45,151 +48,9 @@ from ensemble import voting
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_json
 from members.evaluate import RunSelectionError, saved_views, select_runs
 
-SIDE = 48
+from members.inference.keras_graph import CHECK_TOLERANCE, SIDE, build_run_block, build_view, custom_layers, safe_name
+
 TTA_MODES = ("none", "flip", "all")
-CHECK_TOLERANCE = 1e-5
-
-
-def view_index_maps(view: str, side: int = SIDE) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column source indices of a TTA view: ``out[i, j] = x[rows[i], cols[j]]``.
-
-    The maps are read off ``ensemble.tta.apply_view`` applied to an image of pixel indices.
-
-    Raises:
-        ValueError: the view is not a separable pixel gather (so it cannot be exported this way).
-    """
-    grid = np.arange(side * side, dtype=np.int64).reshape(1, side, side)
-    moved = tta_views.apply_view(grid, view)[0]
-    rows, cols = moved // side, moved % side
-    if not (np.all(rows == rows[:, :1]) and np.all(cols == cols[:1, :])):
-        raise ValueError(f"TTA view {view!r} is not a separable row/column gather. Received: view={view!r}")
-    return rows[:, 0].copy(), cols[0, :].copy()
-
-
-def selection_matrix(index_map: np.ndarray) -> np.ndarray:
-    """One-hot float32 kernel ``M`` with ``(v @ M)[j] == v[index_map[j]]``."""
-    n = len(index_map)
-    kernel = np.zeros((n, n), dtype=np.float32)
-    kernel[index_map, np.arange(n)] = 1.0
-    return kernel
-
-
-def safe_name(text: str) -> str:
-    """A Keras-friendly layer name for a run or view name (letters, digits and '_')."""
-    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", text)).strip("_") or "x"
-
-
-def build_view(view: str, side: int = SIDE):
-    """A Keras model applying one TTA view to float faces (B, side, side, 1), or None for ``identity``."""
-    import keras
-
-    view = tta_views.canonical(view)
-    if view == "identity":
-        return None
-    rows, cols = view_index_maps(view, side)
-    name = f"view_{safe_name(view.replace('-', 'm'))}"  # shift(-2,0) -> view_shift_m2_0
-    inputs = keras.Input((side, side, 1), name=f"{name}_in")
-    x = keras.layers.Reshape((side, side), name=f"{name}_squeeze")(inputs)
-    gathers = []
-    if not np.array_equal(cols, np.arange(side)):
-        dense = keras.layers.Dense(side, use_bias=False, trainable=False, name=f"{name}_cols")
-        x = dense(x)
-        gathers.append((dense, cols))
-    if not np.array_equal(rows, np.arange(side)):
-        x = keras.layers.Permute((2, 1), name=f"{name}_to_cols")(x)
-        dense = keras.layers.Dense(side, use_bias=False, trainable=False, name=f"{name}_rows")
-        x = dense(x)
-        gathers.append((dense, rows))
-        x = keras.layers.Permute((2, 1), name=f"{name}_to_rows")(x)
-    outputs = keras.layers.Reshape((side, side, 1), name=f"{name}_unsqueeze")(x)
-    for dense, index_map in gathers:
-        dense.set_weights([selection_matrix(index_map)])
-    return keras.Model(inputs, outputs, name=name)
-
-
-def _builtin_preprocessing(layer, x, prefix: str):
-    """Apply ``layer`` rebuilt from Keras layers to the symbolic tensor ``x``; None when not possible."""
-    import keras
-
-    from members.core.pipeline import FacePreprocessing
-
-    try:
-        from members.models.vggface import PREPROCESS_MEANS_BGR, VGGFacePreprocess
-    except ImportError:  # the VGGFace member is optional
-        VGGFacePreprocess = PREPROCESS_MEANS_BGR = None
-    if type(layer) is FacePreprocessing:
-        size, channels, scale, mean, std = layer.image_size, layer.channels, layer.scale, layer.mean, layer.std
-    elif VGGFacePreprocess is not None and type(layer) is VGGFacePreprocess:
-        # grey copied to 3 channels makes the RGB -> BGR flip a no-op; then the BGR means are subtracted
-        size, channels, scale, mean, std = layer.image_size, 3, 1.0, list(PREPROCESS_MEANS_BGR[layer.mode]), None
-    else:
-        return None
-    if size is not None and size != x.shape[1]:
-        x = keras.layers.Resizing(size, size, interpolation="bilinear", name=f"{prefix}_resize")(x)
-    if channels == 3:
-        x = keras.layers.Concatenate(axis=-1, name=f"{prefix}_grey_to_rgb")([x, x, x])
-    if scale != 1.0:
-        x = keras.layers.Rescaling(scale, name=f"{prefix}_scale")(x)
-    if mean is not None or std is not None:
-        c = x.shape[-1]
-        mean_c = np.broadcast_to(np.asarray(mean if mean is not None else [0.0], np.float64), (c,))
-        std_c = np.broadcast_to(np.asarray(std if std is not None else [1.0], np.float64), (c,))
-        x = keras.layers.Normalization(axis=-1, mean=mean_c.tolist(), variance=(std_c ** 2).tolist(),
-                                       name=f"{prefix}_standardize")(x)
-    return x
-
-
-def build_run_block(name: str, predictor, side: int = SIDE):
-    """One run as a Keras model: float faces (B, side, side, 1) in [0, 255] to probabilities (B, 7).
-
-    Args:
-        name: the run's name (used for layer names).
-        predictor: the run's ``members.inference.Predictor``.
-        side: face side.
-
-    Returns:
-        (model, notes): notes say which parts were kept as custom layers.
-    """
-    import keras
-
-    prefix = safe_name(name)
-    inputs = keras.Input((side, side, 1), name=f"{prefix}_faces")
-    notes = []
-    x = inputs
-    if predictor.preprocess is not None:
-        converted = _builtin_preprocessing(predictor.preprocess, inputs, f"{prefix}_pre")
-        if converted is not None and _same_outputs(keras.Model(inputs, converted), predictor.preprocess, side):
-            x = converted
-        else:
-            x = predictor.preprocess(inputs)
-            notes.append(f"preprocessing {type(predictor.preprocess).__name__} kept as a custom layer")
-    y = predictor.model(x)
-    if predictor.output == "scores":
-        y = keras.layers.Rescaling(1.0 / float(predictor.temperature), name=f"{prefix}_temperature")(y)
-        y = keras.layers.Activation("softmax", name=f"{prefix}_softmax")(y)
-    return keras.Model(inputs, y, name=f"run_{prefix}"), notes
-
-
-def _same_outputs(converted, original, side: int) -> bool:
-    """Whether the Keras-layer rebuild of a preprocessing layer matches the original on random faces."""
-    x = np.random.default_rng(0).integers(0, 256, (4, side, side, 1)).astype(np.float32)
-    a = np.asarray(converted(x))
-    b = np.asarray(original(x))
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= CHECK_TOLERANCE * (1.0 + np.abs(b))))
-
-
-def custom_layers(model) -> dict[str, str]:
-    """``{registered name: module}`` of the layers inside ``model`` (recursively) that are not Keras's own."""
-    import keras
-
-    found, stack = {}, list(model.layers)
-    while stack:
-        layer = stack.pop()
-        module = type(layer).__module__
-        if not module.startswith("keras"):
-            found[keras.saving.get_registered_name(type(layer))] = module
-        stack.extend(getattr(layer, "layers", None) or [])
-    return dict(sorted(found.items()))
 
 
 def build_ensemble(run_dirs: Sequence[Path], tta: str = "flip", weights: Sequence[float] | None = None,
@@ -310,14 +171,52 @@ def build_parser() -> argparse.ArgumentParser:
                         "release's mode for the zoo, else flip)")
     p.add_argument("--weights", nargs="+", type=float, metavar="W",
                    help="one weight per run (default: the release's weights for the zoo, else equal)")
-    p.add_argument("--out", default="ensemble.keras", help="output .keras file (default: ensemble.keras)")
+    p.add_argument("--out", help="output .keras file (default: ensemble.keras); with --format onnx a folder "
+                                 "(default: the zoo for its release, else each run's folder)")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the reload check")
+    g = p.add_argument_group("ONNX (for ONNX Runtime, no Keras needed to predict)")
+    g.add_argument("--format", choices=("keras", "onnx"), default="keras",
+                   help="keras: the whole ensemble as one .keras model; onnx: one float32 ONNX file per run")
+    g.add_argument("--quantize", choices=("int8",), help="also write int8 files (static, calibrated on Training "
+                                                          "faces of --data) and compare them with float32")
+    g.add_argument("--data", help="FER2013 data: Training faces calibrate int8, PublicTest/PrivateTest compare")
+    g.add_argument("--calibration", type=int, default=300, metavar="N", help="calibration faces (default 300)")
+    g.add_argument("--no-compare", dest="compare", action="store_false",
+                   help="skip the int8 / float32 comparison (the zoo then keeps float32 as the default)")
     return p
+
+
+def _main_onnx(args) -> int:
+    """``--format onnx``: per-run ONNX files (and int8), for the zoo's release or the runs named."""
+    from members.inference.onnx_export import export_runs
+
+    try:
+        if args.weights is not None:
+            raise ValueError("--weights is for the Keras export; ONNX files are per run (the vote stays in numpy)")
+        if args.quantize and not args.data:
+            raise ValueError("--quantize int8 needs --data PATH: int8 is calibrated on Training faces")
+        selection = select_runs(args.runs, args.artifacts)
+        for d in selection.run_dirs:
+            saved_views(d)
+        result = export_runs(selection, Path(args.out) if args.out else None, args.quantize == "int8", args.data,
+                             args.calibration, args.tta or selection.tta or "flip", args.verify, args.compare,
+                             "python -m members.export " + " ".join(sys.argv[1:]))
+    except (RunSelectionError, ContractError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {result['written']}; light-install default: {result['default']}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 for a user's mistake, with one message)."""
     args = build_parser().parse_args(argv)
+    if args.format == "onnx":
+        return _main_onnx(args)
+    if args.quantize:
+        print("error: --quantize is for --format onnx", file=sys.stderr)
+        return 2
+    args.out = args.out or "ensemble.keras"
     try:
         if Path(args.out).suffix != ".keras":
             raise ValueError(f"--out must be a .keras file. Received: out={args.out!r}")

@@ -25,6 +25,10 @@ Output: per photo its faces, left to right, with the box, the label and the 7 pr
 without a face says so. ``--json`` prints a JSON list instead (one object per photo). ``--annotate``
 draws the boxes and labels (with several photos, ``OUT-<photo name>.png`` each). A missing or
 unreadable file is a clear error (exit 2) before any model is loaded.
+
+``--engine onnx`` (the default where no Keras backend is installed: the light install) predicts with
+ONNX Runtime from the runs' ONNX files (``members.inference.onnx_engine``; ``--precision float32|int8``, default
+the zoo's recommendation); ``--engine keras`` with Keras; both are loaded by ``members.inference.face_model.load_model``.
 """
 
 from __future__ import annotations
@@ -39,9 +43,9 @@ import numpy as np
 
 from ensemble.artifacts import CLASSES, ContractError, atomic_write_bytes
 from members.evaluate import RunSelectionError
-from members.inference.face_model import TTA_MODES, FaceEnsemble, load_model
+from members.inference.face_model import ENGINES, TTA_MODES, FaceEnsemble, load_model
 from members.inference.faces import (CASCADE_FILE, FACE_SIDE, Face, FaceInputError, annotation_paths, face_detector,
-                           find_faces, read_image, square_crop)
+                                     find_faces, read_image, square_crop)
 from members.video import cli as video_cli
 
 # What this module gave before inference/faces.py and inference/face_model.py held them; members.api is the door.
@@ -161,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect-max-side", type=int, metavar="PX",
                    help="detect on a copy shrunk to this longest side: faster on large photos (default: full size "
                         "for photos, 320 for videos; 0: full size)")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="keras, onnx (ONNX Runtime, no Keras needed) or auto (default: keras when a Keras backend "
+                        "is installed, else onnx)")
+    p.add_argument("--precision", choices=("float32", "int8"),
+                   help="ONNX Runtime's model precision (default: the zoo's recommendation for its release, "
+                        "else float32)")
     video_cli.add_video_arguments(p)
     return p
 
@@ -183,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.annotate:
             _check_image_suffix(Path(args.annotate))
         images = [read_image(p) for p in args.images]
-        loaded = load_model(args.runs, args.artifacts, fast=args.fast, tta=args.tta)
+        loaded = load_model(args.runs, args.artifacts, fast=args.fast, tta=args.tta, engine=args.engine,
+                            precision=args.precision)
         results = predict_photos(args.images, loaded.ensemble, images, min_size=args.min_size,
                                  min_neighbors=args.min_neighbors, margin=args.margin,
                                  detect_max_side=args.detect_max_side)

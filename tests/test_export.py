@@ -16,6 +16,7 @@ import pytest
 from ensemble import tta, voting
 from ensemble.artifacts import read_predictions
 from members import export
+from members.inference import keras_graph
 from members.inference.predictor import Predictor
 from members.core.pipeline import FacePreprocessing
 from test_evaluate import train_tiny_runs
@@ -41,17 +42,17 @@ def _test_faces(tiny_runs, run):
 @pytest.mark.parametrize("view", tta.default_views()[1:] + ["hflip+shift(-3,1)", "shift(1,-2)+hflip"])
 def test_view_layers_equal_the_numpy_views_exactly(view):
     faces = np.random.default_rng(3).integers(0, 256, (5, 48, 48, 1)).astype(np.uint8)
-    layer = export.build_view(view)
+    layer = keras_graph.build_view(view)
     got = np.asarray(layer(faces.astype(np.float32)))
     np.testing.assert_array_equal(got, tta.apply_view(faces, view).astype(np.float32))
-    assert export.custom_layers(layer) == {}
+    assert keras_graph.custom_layers(layer) == {}
 
 
 def test_view_index_maps_refuse_what_is_not_a_pixel_gather(monkeypatch):
     monkeypatch.setattr(tta, "apply_view", lambda x, name: np.swapaxes(x, 1, 2))  # a transpose
     with pytest.raises(ValueError, match="not a separable"):
-        export.view_index_maps("hflip")
-    assert export.build_view("identity") is None
+        keras_graph.view_index_maps("hflip")
+    assert keras_graph.build_view("identity") is None
 
 
 def _tiny_model(side, channels, activation):
@@ -80,7 +81,7 @@ def test_run_block_rebuilds_preprocessing_from_keras_layers(kind, output):
     predictor = Predictor(model=_tiny_model(side, channels, "softmax" if output == "probs" else None),
                           preprocess=pre, output=output, temperature=2.5)
     block, notes = export.build_run_block("my-run", predictor)
-    assert notes == [] and export.custom_layers(block) == {}
+    assert notes == [] and keras_graph.custom_layers(block) == {}
     faces = np.random.default_rng(1).integers(0, 256, (6, 48, 48)).astype(np.uint8)
     got = np.asarray(block(faces[..., None].astype(np.float32)))
     np.testing.assert_allclose(got, predictor.predict(faces), atol=TOLERANCE)
@@ -109,7 +110,7 @@ def test_a_preprocessing_without_keras_equivalent_is_kept_and_reported():
     predictor = Predictor(model=_tiny_model(48, 1, "softmax"), preprocess=LocalIntensityNormalization(name="lin"))
     block, notes = export.build_run_block("lin", predictor)
     assert "LocalIntensityNormalization kept as a custom layer" in notes[0]
-    assert export.custom_layers(block) == {"fer>LocalIntensityNormalization": "members.models.lin_cnn"}
+    assert keras_graph.custom_layers(block) == {"fer>LocalIntensityNormalization": "members.models.lin_cnn"}
 
 
 def test_exported_ensemble_equals_combine_soft_vote_in_a_fresh_process(tiny_runs, tmp_path, capsys):

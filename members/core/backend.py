@@ -68,6 +68,17 @@ def choose_default_backend() -> str | None:
                        "or 'fer-ensemble[jax]' (then KERAS_BACKEND=jax)")
 
 
+def keras_usable() -> bool:
+    """Whether Keras and a backend package for it are installed (without importing either)."""
+    try:
+        if importlib.util.find_spec("keras") is None:
+            return False
+    except (ImportError, ValueError):
+        return False
+    wanted = os.environ.get("KERAS_BACKEND") or _keras_json_backend() or "tensorflow"
+    return installed(wanted) if wanted in PACKAGES else True
+
+
 def name() -> str:
     """The active Keras backend (imports Keras)."""
     import keras

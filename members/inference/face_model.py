@@ -18,15 +18,14 @@ from typing import Sequence
 import numpy as np
 
 from ensemble import tta as tta_views
-from ensemble.artifacts import CLASSES
 from members.evaluate import RunSelection, saved_views, select_runs
+from members.inference.soft_vote import TTA_MODES, SoftVote
 
-TTA_MODES = ("none", "flip", "all")
-ENGINES = ("keras",)
+ENGINES = ("auto", "keras", "onnx")
 
 
-class FaceEnsemble:
-    """Runs loaded once, each with its TTA views: uint8 faces in, soft-voted probabilities out.
+class FaceEnsemble(SoftVote):
+    """Runs loaded once in Keras, each with its TTA views: uint8 faces in, soft-voted probabilities out.
 
     Args:
         run_dirs: finished run folders.
@@ -51,26 +50,8 @@ class FaceEnsemble:
         self.predictors = [load_run(d, m) for d, m in zip(run_dirs, model_paths)]
         self.tta = tta
 
-    def run_probs(self, faces: np.ndarray) -> np.ndarray:
-        """Each run's TTA-averaged probabilities, float32 (R, N, 7), for uint8 faces (N, 48, 48).
-
-        The views of a run go through its model as one batch (one call per run).
-        """
-        faces = np.asarray(faces)
-        if faces.dtype != np.uint8 or faces.ndim != 3:
-            raise ValueError(f"faces must be uint8 (N, H, W). Received: {faces.dtype} {faces.shape}")
-        n = len(faces)
-        out = []
-        for predictor, views in zip(self.predictors, self.views):
-            batch = np.concatenate([tta_views.apply_view(faces, v) for v in views]) if n else faces
-            probs = predictor.predict(batch).reshape(len(views), n, len(CLASSES))
-            out.append(probs.mean(axis=0, dtype=np.float64))
-        return np.stack(out).astype(np.float32)
-
-    def predict(self, faces: np.ndarray) -> np.ndarray:
-        """The soft vote (weighted mean of the runs' TTA-averaged probabilities), float32 (N, 7)."""
-        probs = self.run_probs(faces).astype(np.float64)
-        return np.tensordot(self.weights, probs, axes=1).astype(np.float32)
+    def _run_functions(self):
+        return [predictor.predict for predictor in self.predictors]
 
 
 def fast_selection(selection: RunSelection) -> RunSelection:
@@ -106,21 +87,26 @@ class LoadedModel:
     """A loaded ensemble with what it is.
 
     Attributes:
-        ensemble: the model (``FaceEnsemble``): ``predict(uint8 (N, 48, 48)) -> float32 (N, 7)``.
+        ensemble: the model (``FaceEnsemble`` or ``OnnxEnsemble``): ``predict(uint8 (N, 48, 48)) -> float32 (N, 7)``.
         tta: the TTA mode it uses.
-        source: what was loaded, in words (the runs, their weights, the TTA mode).
+        source: what was loaded, in words (the runs, their weights, the TTA mode, the engine).
         selection: the chosen runs (folders, model files, weights).
+        engine: ``keras`` or ``onnx``.
+        precision: ONNX Runtime's model precision (``float32``, ``int8``), or ``as trained`` on Keras.
     """
 
-    ensemble: FaceEnsemble
+    ensemble: SoftVote
     tta: str
     source: str
     selection: RunSelection
+    engine: str = "keras"
+    precision: str = "as trained"
 
 
 def load_model(runs: Sequence[str | os.PathLike] | None = None, artifacts: str | os.PathLike | None = None,
-               fast: bool = False, tta: str | None = None, engine: str = "keras") -> LoadedModel:
-    """Load the zoo's release ensemble, named runs, or one fast model.
+               fast: bool = False, tta: str | None = None, engine: str = "auto", precision: str | None = None,
+               threads: int | None = None) -> LoadedModel:
+    """Load the zoo's release ensemble, named runs, or one fast model, on Keras or ONNX Runtime.
 
     Args:
         runs: run folders, or run names / shell patterns under ``artifacts``; None: every run under
@@ -130,29 +116,43 @@ def load_model(runs: Sequence[str | os.PathLike] | None = None, artifacts: str |
         fast: one model only: the zoo's fast model if it has one, else the best single run of the
             selection by PublicTest accuracy.
         tta: ``none``, ``flip`` or ``all``; None: the release's mode for the zoo, else ``flip``.
-        engine: what runs the model; ``keras`` (the only engine today).
+        engine: ``auto`` (Keras when a Keras backend is installed, else ONNX Runtime), ``keras`` or ``onnx``.
+        precision: ONNX Runtime only: ``float32`` or ``int8`` (default: the zoo's recommendation for its
+            runs, float32 for run folders).
+        threads: ONNX Runtime's intra-op threads (None: its default).
 
     Raises:
         RunSelectionError: a run that does not exist.
-        ContractError: a zoo file that fails its check.
-        ValueError: an unknown ``tta`` or ``engine``.
+        ContractError: a zoo file that fails its check, or a missing or foreign ONNX file (``OnnxError``).
+        ValueError: an unknown ``tta``, ``engine`` or ``precision``.
     """
+    from members.inference.onnx_engine import resolve_engine
+
     if tta is not None and tta not in TTA_MODES:
         raise ValueError(f"--tta must be one of {list(TTA_MODES)}. Received: tta={tta!r}")
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {list(ENGINES)}. Received: engine={engine!r}")
+    engine = resolve_engine(engine)
+    if engine == "keras" and precision not in (None, "float32"):
+        raise ValueError(f"--precision {precision} is for --engine onnx (Keras runs each run in the precision "
+                         f"it was trained in, or float32)")
     selection = select_runs([str(r) for r in runs] if runs else None, artifacts)
     if fast:
         selection = fast_selection(selection)
     mode = tta or selection.tta or "flip"
-    ensemble = _build_ensemble(selection, mode, engine)
+    ensemble, precision = _build_ensemble(selection, mode, engine, precision, threads)
     if selection.tta:  # the zoo's release ensemble, or its best run with fast
         source = selection.source + (f"; --tta {tta}" if tta else "")
     else:
         source = f"{', '.join(ensemble.names)}; TTA {mode}; soft vote of {len(ensemble.names)} run(s)"
-    return LoadedModel(ensemble, mode, source, selection)
+    where = "Keras" if engine == "keras" else f"ONNX Runtime, {precision}"
+    return LoadedModel(ensemble, mode, f"{source} [{where}]", selection, engine, precision)
 
 
-def _build_ensemble(selection: RunSelection, tta: str, engine: str) -> FaceEnsemble:
-    """The model object for the chosen runs: the one place an engine is picked."""
-    return FaceEnsemble(selection.run_dirs, tta, selection.weights, selection.model_paths)
+def _build_ensemble(selection: RunSelection, tta: str, engine: str, precision: str | None,
+                    threads: int | None) -> tuple[SoftVote, str]:
+    """The model object for the chosen runs and its precision: the one place an engine is picked."""
+    if engine == "keras":
+        return FaceEnsemble(selection.run_dirs, tta, selection.weights, selection.model_paths), "as trained"
+    from members.inference.onnx_engine import OnnxEnsemble, run_precision
+
+    precision = run_precision(selection.run_dirs[0], precision)
+    return OnnxEnsemble(selection.run_dirs, tta, selection.weights, precision=precision, threads=threads), precision

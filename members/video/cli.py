@@ -100,7 +100,8 @@ def run(args: argparse.Namespace, capture_factory=None) -> int:
             paths[option] = output_paths(out, names)
         for spec in ([args.camera] if args.camera is not None else args.images):
             sources.append(open_source(spec, capture_factory))
-        loaded = load_model(args.runs, args.artifacts, fast=args.fast, tta=args.tta)
+        loaded = load_model(args.runs, args.artifacts, fast=args.fast, tta=args.tta, engine=args.engine,
+                            precision=args.precision)
         model, ensemble = loaded.source, loaded.ensemble
         for k, source in enumerate(sources):
             written = analyze_one(source, ensemble, options, paths["csv"][k], paths["annotate"][k],
