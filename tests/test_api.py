@@ -283,6 +283,18 @@ def test_tensorflow_imported_through_the_hook_keeps_its_own_loader():
     assert "cuInit" not in done.stderr or quiet.has_nvidia_device()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="TensorFlow not installed")
+def test_asking_whether_tensorflow_is_installed_leaves_its_import_quiet():
+    """``members.core.backend.keras_usable`` looks TensorFlow up without importing it: the hook must stay for
+    the real import (it used to leave at the first look-up, and the cuInit error came back)."""
+    done = _run(["-c", "import importlib.util, members; importlib.util.find_spec('tensorflow'); "
+                       "from members.core import backend; backend.keras_usable(); import tensorflow as tf; "
+                       "print(tf.constant(3).numpy())"])
+    assert done.returncode == 0 and done.stdout.split() == ["3"], done.stderr
+    assert "cuInit" not in done.stderr or quiet.has_nvidia_device()
+    assert "oneDNN custom operations" not in done.stderr
+
+
 def test_filtered_stderr_replays_what_it_keeps(capfd):
     with quiet.filtered_stderr(lambda line: "keep" in line):
         os.write(2, b"drop this\nkeep this\n")

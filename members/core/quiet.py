@@ -81,8 +81,8 @@ def filtered_stderr(keep: Callable[[str], bool]) -> Iterator[None]:
 class _QuietLoader(importlib.abc.Loader):
     """Runs TensorFlow's own loader, then its first GPU probe, inside ``filtered_stderr``."""
 
-    def __init__(self, loader, keep: Callable[[str], bool]):
-        self.loader, self.keep = loader, keep
+    def __init__(self, loader, keep: Callable[[str], bool], on_exec: Callable[[], None] = lambda: None):
+        self.loader, self.keep, self.on_exec = loader, keep, on_exec
 
     def __getattr__(self, name):  # anything else (get_resource_reader, is_package, ...) is the real loader's
         return getattr(self.loader, name)
@@ -91,6 +91,7 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
+        self.on_exec()
         try:
             with filtered_stderr(self.keep):
                 self.loader.exec_module(module)
@@ -105,19 +106,29 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
-    """Wraps the loader of the first ``import tensorflow``, then leaves ``sys.meta_path``."""
+    """Wraps the loader of ``import tensorflow``, and leaves ``sys.meta_path`` when that import runs.
+
+    A look-up that imports nothing (``importlib.util.find_spec("tensorflow")``, as ``members.core.backend``
+    asks whether TensorFlow is installed) gets a wrapped spec too, and the finder stays for the real import.
+    """
 
     def __init__(self, keep: Callable[[str], bool]):
-        self.keep = keep
+        self.keep, self._looking = keep, False
 
-    def find_spec(self, name, path, target=None):
-        if name != "tensorflow":
-            return None
+    def _leave(self) -> None:
         if self in sys.meta_path:
             sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow" or self._looking:
+            return None
+        self._looking = True  # the look-up below asks sys.meta_path again, this finder included
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._looking = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader, self.keep)
+            spec.loader = _QuietLoader(spec.loader, self.keep, self._leave)
         return spec
 
 
