@@ -13,6 +13,7 @@ Layout of a zoo folder (default: the ``zoo`` package installed with the project;
     MANIFEST.json
     runs/<run>/run.json, history.csv, predictions.npz   # the prediction contract, packed (lossless)
     models/<run>.keras                                   # the release ensemble's models, the fast model
+    models/<run>.onnx, models/<run>.int8.onnx            # the release for ONNX Runtime (ensemble.zoo_onnx)
 
 ``MANIFEST.json`` holds, for every file, its sha256 and size; for every run, the command, project
 commit, machine, date and PublicTest / PrivateTest accuracy with and without TTA; and the release
@@ -382,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "copy its models in")
     r.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="zoo runs to choose from")
     r.add_argument("--models-from", required=True, metavar="DIR", help="folder with <run>/model.keras")
-    r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help="model budget (default 50; less when the zoo's own 80 MB leave less room)")
+    r.add_argument("--budget-mb", type=float, default=RELEASE_MODEL_BUDGET_MB, help=f"model budget (default 50; less when the zoo's own {ZOO_BUDGET_MB:g} MB leave less room)")
     r.add_argument("--show", type=int, default=8, help="distinct candidates to print (default 8)")
     r.add_argument("--dry-run", action="store_true", help="print the candidates, change nothing")
     r.add_argument("--force", action="store_true", help="replace the release even without a 0.5-point gain")
