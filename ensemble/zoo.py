@@ -13,6 +13,7 @@ Layout of a zoo folder (default: the ``zoo`` package installed with the project;
     MANIFEST.json
     runs/<run>/run.json, history.csv, predictions.npz   # the prediction contract, packed (lossless)
     models/<run>.keras                                   # the release ensemble's models, the fast model
+    models/<run>.onnx, models/<run>.int8.onnx            # the release for ONNX Runtime (ensemble.zoo_onnx)
 
 ``MANIFEST.json`` holds, for every file, its sha256 and size; for every run, the command, project
 commit, machine, date and PublicTest / PrivateTest accuracy with and without TTA; and the release
