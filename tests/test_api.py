@@ -213,8 +213,8 @@ def test_analyze_video_gives_the_csv_columns(recognizer, tmp_path):
 def test_an_unknown_engine_is_named():
     from members.inference.face_model import load_model
 
-    with pytest.raises(ValueError, match=r"engine must be one of \['keras'\]. Received: engine='onnx'"):
-        load_model(engine="onnx")
+    with pytest.raises(ValueError, match=r"--engine must be one of \['auto', 'keras', 'onnx'\]. Received: engine='tflite'"):
+        load_model(engine="tflite")
 
 
 # --- The release's figure by either route -----------------------------------------------------
