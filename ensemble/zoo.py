@@ -39,7 +39,6 @@ from ensemble import tta
 from ensemble.artifacts import (PREDICTIONS_FILE, RUN_FILE, atomic_write_bytes, atomic_write_json,
                                 is_packed, pack_npz)
 from ensemble.manifest import MANIFEST, ZooError, read_manifest, sha256, verify_file  # the manifest, beneath artifacts
-from ensemble.manifest import FORMAT, zoo_root_of  # noqa: F401  (ensemble.zoo's names from before manifest.py)
 from ensemble.provenance import machine_info
 
 RUN_FILES = (RUN_FILE, "history.csv", PREDICTIONS_FILE)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ensemble import zoo
+from ensemble import manifest, zoo
 from ensemble.artifacts import CLASSES
 from ensemble.zoo_onnx import onnx_entry, onnx_model
 from members import predict
@@ -47,7 +47,7 @@ def _fake_zoo(root: Path, files: dict[str, bytes], listed: dict[str, dict] | Non
     for name, data in files.items():
         (root / "models" / name).write_bytes(data)
     entries = listed if listed is not None else {f"models/{n}": zoo.file_entry(root, f"models/{n}") for n in files}
-    (root / zoo.MANIFEST).write_text(json.dumps({"format": zoo.FORMAT, "files": entries, "runs": {}}))
+    (root / zoo.MANIFEST).write_text(json.dumps({"format": manifest.FORMAT, "files": entries, "runs": {}}))
     return root
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from ensemble import tta as tta_views
 from ensemble.artifacts import CLASSES, ContractError, RUN_FILE
 from ensemble.voting import normalize_weights
-from ensemble.zoo import sha256, zoo_root_of
+from ensemble.manifest import sha256, zoo_root_of
 from ensemble.zoo_onnx import PRECISIONS, default_precision, onnx_model
 from members.inference.soft_vote import TTA_MODES, SoftVote
 
@@ -102,7 +102,7 @@ class OnnxRun:
         if not self.path.is_file():
             raise OnnxError(f"{self.path}: ONNX model file not found")
         if zoo_root_of(self.path) is not None:
-            from ensemble.zoo import verify_file
+            from ensemble.manifest import verify_file
 
             verify_file(self.path)
         else:

@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from ensemble.artifacts import atomic_write_json
-from ensemble.zoo import sha256
+from ensemble.manifest import sha256
 
 SIDE = 48
 CALIBRATION_FACES = 300
@@ -200,7 +200,7 @@ def export_runs(selection, out_dir: Path | None, int8: bool, data_path: str | No
     """
     import tempfile
 
-    from ensemble.zoo import zoo_root_of
+    from ensemble.manifest import zoo_root_of
     from ensemble.zoo_onnx import INT8_MAX_LOSS, record_onnx
     from members.inference.onnx_engine import RUN_FOLDER_FILES, RUN_FOLDER_INDEX
 
